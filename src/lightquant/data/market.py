@@ -1,0 +1,242 @@
+"""From a panel to training tensors: features, labels, date splits, windows, news index.
+
+Everything a split needs lives as tensors: one flat (rows, features) table shared by
+all splits, and per split the row of each sample's last day. A batch gathers its
+windows by indexing (``features[end_row - T + 1 .. end_row]``), so no
+samples x window x features copy is ever materialised and no per-sample Python
+runs in the training loop.
+
+Rules (see README "Data"):
+- a sample is (stock, day t): inputs are the ``look_back_window`` trading days of that
+  stock ending at t; its label compares the stock's next trading day's price with t's;
+- a sample belongs to the split that holds its *target* day t+1, so no label of a
+  split uses prices from a later split;
+- normalisation statistics come from training-period rows only;
+- news published on day d is attached to the stock's first trading day >= d
+  (weekend news goes to Monday) and is never used for day d's own movement.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from lightquant.batch import Batch
+from lightquant.data.cache import cached_panel
+from lightquant.data.features import Rows, compute_features, next_day_return
+from lightquant.data.panel import Panel
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class Split:
+    end_row: torch.Tensor  # (N,) long: row of the sample's last input day t
+    y: torch.Tensor  # (N,) float: 1.0 = up
+    ret: torch.Tensor  # (N,) float: the next-day return the label was made from
+
+    def __len__(self) -> int:
+        return self.end_row.shape[0]
+
+
+@dataclass
+class MarketData:
+    stocks: list[str]
+    dates: np.ndarray  # (D,) datetime64[D]
+    feature_names: list[str]
+    features: torch.Tensor  # (R, F) float32, normalised
+    row_stock: torch.Tensor  # (R,) long
+    row_day: torch.Tensor  # (R,) long
+    news_ptr: torch.Tensor  # (R+1,) long: texts of row r are news_text[news_ptr[r]:news_ptr[r+1]]
+    news_text: list[str]
+    splits: dict[str, Split]
+    look_back_window: int
+    norm_mean: torch.Tensor  # (F,)
+    norm_std: torch.Tensor  # (F,)
+    _offsets: torch.Tensor = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._offsets = torch.arange(-self.look_back_window + 1, 1, device=self.features.device)  # (T,)
+
+    @property
+    def num_features(self) -> int:
+        return self.features.shape[1]
+
+    @property
+    def device(self) -> torch.device:
+        return self.features.device
+
+    def batch(self, split: str, idx: torch.Tensor) -> Batch:
+        """Gather samples ``idx`` of ``split`` into a :class:`Batch` (on this data's device)."""
+        s = self.splits[split]
+        end = s.end_row[idx]  # (B,)
+        x = self.features[end[:, None] + self._offsets]  # (B, T, F)
+        return Batch(x=x, y=s.y[idx], stock=self.row_stock[end], date=self.row_day[end], row=end)
+
+    def to(self, device: torch.device | str) -> "MarketData":
+        """Move every tensor; the splits are small, so the whole dataset can live on the GPU."""
+        moved = {
+            k: (v.to(device) if isinstance(v, torch.Tensor) else v)
+            for k, v in self.__dict__.items()
+            if k != "_offsets"
+        }
+        moved["splits"] = {k: Split(*(t.to(device) for t in (s.end_row, s.y, s.ret))) for k, s in self.splits.items()}
+        return MarketData(**moved)
+
+    def texts(self, row: int) -> list[str]:
+        """News texts attached to one stock-day row."""
+        return self.news_text[int(self.news_ptr[row]) : int(self.news_ptr[row + 1])]
+
+    def summary(self) -> str:
+        parts = [f"{len(self.stocks)} stocks, {len(self.dates)} days, {self.num_features} features"]
+        for k, s in self.splits.items():
+            up = float(s.y.mean()) if len(s) else float("nan")
+            parts.append(f"{k} {len(s)} samples ({up:.1%} up)")
+        parts.append(f"{len(self.news_text)} news texts")
+        return "; ".join(parts)
+
+
+def _split_bounds(splits: dict, dates: np.ndarray) -> dict[str, tuple[np.datetime64, np.datetime64]]:
+    """Inclusive target-date ranges for train/val/test from ``dataset.splits``."""
+
+    def day(key: str, default: np.datetime64) -> np.datetime64:
+        v = splits.get(key)
+        if v is None:
+            return default
+        try:
+            return np.datetime64(str(v), "D")
+        except ValueError as e:
+            raise ValueError(f"dataset.splits.{key}={v!r} is not a date (YYYY-MM-DD)") from e
+
+    lo, hi = dates[0], dates[-1]
+    train_start = day("train_start", lo)
+    train_end, val_end = day("train_end", None), day("val_end", None)
+    if train_end is None or val_end is None:
+        raise ValueError("dataset.splits needs train_end and val_end dates (YYYY-MM-DD)")
+    test_end = day("test_end", hi)
+    if not train_start <= train_end < val_end < test_end:
+        raise ValueError(
+            f"dataset.splits must satisfy train_start <= train_end < val_end < test_end, got "
+            f"{train_start}, {train_end}, {val_end}, {test_end}"
+        )
+    one = np.timedelta64(1, "D")
+    return {"train": (train_start, train_end), "val": (train_end + one, val_end), "test": (val_end + one, test_end)}
+
+
+def _attach_news(panel: Panel, rows: Rows) -> tuple[np.ndarray, list[str]]:
+    """CSR index of texts per row: each text goes to its stock's first trading day >= its date."""
+    n_rows = len(rows)
+    if len(panel.news_text) == 0:
+        return np.zeros(n_rows + 1, dtype=np.int64), []
+    day_num = panel.dates.astype("datetime64[D]").astype(np.int64)
+    span = int(day_num.max() - day_num.min()) + 10_000  # room for news dated outside the price range
+    base = int(day_num.min()) - 5_000
+    row_key = rows.stock * span + (day_num[rows.day] - base)  # sorted, as rows are sorted by (stock, day)
+    news_key = panel.news_stock * span + np.clip(panel.news_date.astype(np.int64) - base, 0, span - 1)
+    target = np.searchsorted(row_key, news_key, side="left")
+    ok = target < n_rows
+    ok[ok] = rows.stock[target[ok]] == panel.news_stock[ok]  # news after the stock's last day is dropped
+    if (~ok).any():
+        log.info("%d news item(s) dated after their stock's last trading day dropped", int((~ok).sum()))
+    order = np.argsort(target[ok], kind="stable")
+    kept = np.nonzero(ok)[0][order]
+    ptr = np.zeros(n_rows + 1, dtype=np.int64)
+    np.cumsum(np.bincount(target[kept], minlength=n_rows), out=ptr[1:])
+    return ptr, [panel.news_text[i] for i in kept.tolist()]
+
+
+def build_market_data(
+    panel: Panel,
+    *,
+    features: Sequence[str],
+    look_back_window: int,
+    splits: dict,
+    label_price: str = "close",
+    up_threshold: float = 0.0,
+    down_threshold: float = 0.0,
+    normalize: bool = True,
+) -> MarketData:
+    """Turn a panel into :class:`MarketData`. Plain arguments, no config objects."""
+    if look_back_window < 1:
+        raise ValueError(f"dataset.look_back_window={look_back_window} must be >= 1")
+    if down_threshold > up_threshold:
+        raise ValueError(
+            f"dataset.label.down_threshold={down_threshold} > up_threshold={up_threshold}; "
+            "samples with return in [down, up) are dropped, so down must be <= up"
+        )
+    rows = Rows.from_panel(panel)
+    x = compute_features(rows, list(features))  # (R, F)
+    ret = next_day_return(rows, label_price)  # (R,)
+    target_day = np.full(len(rows), -1)
+    nxt_has = rows.prev >= 0
+    target_day[rows.prev[nxt_has]] = rows.day[nxt_has]
+
+    # A window ending at row r is usable iff its T rows are of one stock and all finite:
+    # count bad rows with a cumulative sum so the check is vectorised.
+    T = look_back_window
+    bad = ~np.isfinite(x).all(axis=1)
+    cbad = np.concatenate([[0], np.cumsum(bad)])
+    r = np.arange(len(rows))
+    start = r - T + 1
+    usable = start >= 0
+    usable[usable] &= rows.stock[start[usable]] == rows.stock[usable]
+    usable[usable] &= (cbad[r[usable] + 1] - cbad[start[usable]]) == 0
+    usable &= np.isfinite(ret)
+
+    up = ret >= up_threshold
+    down = ret < down_threshold
+    usable &= up | down  # returns in [down, up) are ambiguous and dropped
+
+    bounds = _split_bounds(dict(splits), panel.dates)
+    tdates = np.where(target_day >= 0, panel.dates[np.maximum(target_day, 0)], np.datetime64("NaT"))
+    split_data: dict[str, Split] = {}
+    for name in SPLITS:
+        lo, hi = bounds[name]
+        sel = np.nonzero(usable & (tdates >= lo) & (tdates <= hi))[0]
+        split_data[name] = Split(
+            end_row=torch.from_numpy(sel.astype(np.int64)),
+            y=torch.from_numpy(up[sel].astype(np.float32)),
+            ret=torch.from_numpy(ret[sel].astype(np.float32)),
+        )
+    if len(split_data["train"]) == 0:
+        raise ValueError(
+            "No training samples: check dataset.splits (train_start/train_end) against the data's dates "
+            f"{panel.dates[0]} .. {panel.dates[-1]} and dataset.look_back_window={T}"
+        )
+
+    # Normalisation statistics from training-period rows only (days up to train_end).
+    train_rows = panel.dates[rows.day] <= bounds["train"][1]
+    if normalize:
+        mean = np.nanmean(x[train_rows], axis=0)
+        std = np.nanstd(x[train_rows], axis=0)
+        std[~(std > 1e-12)] = 1.0  # a constant feature stays centred instead of dividing by 0
+    else:
+        mean, std = np.zeros(x.shape[1]), np.ones(x.shape[1])
+    xn = np.nan_to_num((x - mean) / std, nan=0.0)  # NaN rows are never inside a usable window
+
+    news_ptr, news_text = _attach_news(panel, rows)
+    return MarketData(
+        stocks=list(panel.stocks),
+        dates=panel.dates,
+        feature_names=list(features),
+        features=torch.from_numpy(xn.astype(np.float32)),
+        row_stock=torch.from_numpy(rows.stock),
+        row_day=torch.from_numpy(rows.day),
+        news_ptr=torch.from_numpy(news_ptr),
+        news_text=news_text,
+        splits=split_data,
+        look_back_window=T,
+        norm_mean=torch.from_numpy(mean.astype(np.float32)),
+        norm_std=torch.from_numpy(std.astype(np.float32)),
+    )
+
+
+def load_market_data(source, cache_dir: str | None = None, **kwargs) -> MarketData:
+    """Load ``source`` (through the cache) and build :class:`MarketData`; kwargs as in build_market_data."""
+    return build_market_data(cached_panel(source, cache_dir), **kwargs)

@@ -1,0 +1,49 @@
+"""Early stopping on a validation metric."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+
+@dataclass
+class EarlyStopping:
+    monitor: str = "val/mcc"
+    mode: str = "max"
+    patience: int = 15
+    min_delta: float = 0.0
+    best: float | None = None
+    best_epoch: int = -1
+    bad_epochs: int = 0
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("min", "max"):
+            raise ValueError(f"trainer.early_stopping.mode={self.mode!r}; use min or max")
+        if self.patience < 1:
+            raise ValueError(f"trainer.early_stopping.patience={self.patience} must be >= 1")
+
+    def step(self, metrics: dict[str, float], epoch: int) -> bool:
+        """Record this epoch; True when it is the new best."""
+        if self.monitor not in metrics:
+            raise KeyError(f"trainer.early_stopping.monitor={self.monitor!r} is not a logged metric; have {sorted(metrics)}")
+        value = metrics[self.monitor]
+        sign = 1.0 if self.mode == "max" else -1.0
+        improved = math.isfinite(value) and (
+            self.best is None or sign * (value - self.best) > self.min_delta
+        )
+        if improved:
+            self.best, self.best_epoch, self.bad_epochs = value, epoch, 0
+        else:
+            self.bad_epochs += 1
+        return improved
+
+    @property
+    def should_stop(self) -> bool:
+        return self.bad_epochs >= self.patience
+
+    def state_dict(self) -> dict:
+        return asdict(self)
+
+    def load_state_dict(self, state: dict) -> None:
+        for k, v in state.items():
+            setattr(self, k, v)

@@ -1,0 +1,20 @@
+"""Model zoo.
+
+Every model is a single-device ``nn.Module`` built from keyword arguments (Hydra
+``_target_``) with this interface:
+
+- ``forward(batch: Batch) -> Tensor``: logits of shape (B,) from ``batch.x`` (B, T, F);
+  no sigmoid, the engine applies ``BCEWithLogitsLoss``.
+- optional ``extra_loss(batch: Batch, loss: Tensor) -> Tensor``: called in training right
+  after ``loss = BCEWithLogits(model(batch), batch.y)``; its result is added to ``loss``
+  before backward (used by ``AdvLSTM`` for its adversarial term).
+
+Models: ``LSTM`` (``bidirectional=True`` for BiLSTM), ``ALSTM``, ``AdvLSTM`` (Adv-ALSTM).
+"""
+
+from lightquant.models.adv_lstm import AdvLSTM
+from lightquant.models.alstm import ALSTM
+from lightquant.models.layers import TemporalAttention
+from lightquant.models.lstm import LSTM
+
+__all__ = ["LSTM", "ALSTM", "AdvLSTM", "TemporalAttention"]

@@ -1,0 +1,55 @@
+"""Building blocks shared by the model zoo, and argument checks."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def check_positive_int(name: str, value: int) -> int:
+    """Reject non-integers (bool included) and values < 1, naming the argument."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be an int, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return value
+
+
+def check_non_negative_float(name: str, value: float, below_one: bool = False) -> float:
+    """Accept ints too (YAML writes ``dropout: 0``), reject bools, negatives and NaN."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    if not value >= 0:  # also catches NaN
+        raise ValueError(f"{name} must be >= 0, got {value}")
+    if below_one and not value < 1:
+        raise ValueError(f"{name} must be < 1, got {value}")
+    return float(value)
+
+
+def check_bool(name: str, value: bool) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be a bool, got {value!r}")
+    return value
+
+
+class TemporalAttention(nn.Module):
+    """Attention over time steps (Feng et al. 2019, eq. 5-6).
+
+    score_t = u^T tanh(W_a h_t + b_a), alpha = softmax_t(score), a = sum_t alpha_t h_t.
+    """
+
+    def __init__(self, hidden_size: int, attention_size: int) -> None:
+        super().__init__()
+        check_positive_int("hidden_size", hidden_size)
+        check_positive_int("attention_size", attention_size)
+        self.proj = nn.Linear(hidden_size, attention_size)  # W_a, b_a
+        # u; no bias, it would cancel in the softmax
+        self.score = nn.Linear(attention_size, 1, bias=False)
+
+    def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """h: (B, T, H) -> (a (B, H), alpha (B, T))."""
+        scores = self.score(torch.tanh(self.proj(h))).squeeze(-1)  # (B, T)
+        # softmax in float32: bf16/fp16 scores under autocast lose too much precision
+        alpha = torch.softmax(scores.float(), dim=-1).to(h.dtype)  # (B, T)
+        a = torch.bmm(alpha.unsqueeze(1), h).squeeze(1)  # (B, 1, T) @ (B, T, H) -> (B, H)
+        return a, alpha

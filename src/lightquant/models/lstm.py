@@ -1,0 +1,60 @@
+"""Plain (Bi)LSTM classifier: the last hidden state feeds a linear head."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from lightquant.batch import Batch
+from lightquant.models.layers import check_bool, check_non_negative_float, check_positive_int
+
+
+class LSTM(nn.Module):
+    """LSTM over the look-back window -> last hidden state -> dropout -> Linear -> logits (B,).
+
+    ``dropout`` acts between stacked LSTM layers (``layers > 1``) and always before the head,
+    so it also acts with ``layers=1``. With ``bidirectional=True`` (BiLSTM) the feature is the
+    forward direction's state at t=T-1 concatenated with the backward direction's state at
+    t=0, i.e. each direction's state after reading the whole window.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int = 128,
+        layers: int = 2,
+        dropout: float = 0.2,
+        bidirectional: bool = False,
+    ) -> None:
+        super().__init__()
+        check_positive_int("input_size", input_size)
+        check_positive_int("hidden_size", hidden_size)
+        check_positive_int("layers", layers)
+        dropout = check_non_negative_float("dropout", dropout, below_one=True)
+        check_bool("bidirectional", bidirectional)
+        self.directions = 2 if bidirectional else 1
+        self.rnn = nn.LSTM(
+            input_size,
+            hidden_size,
+            num_layers=layers,
+            batch_first=True,
+            # nn.LSTM warns when inter-layer dropout is set for a single layer
+            dropout=dropout if layers > 1 else 0.0,
+            bidirectional=bidirectional,
+        )
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(self.directions * hidden_size, 1)
+
+    def latent(self, batch: Batch) -> torch.Tensor:
+        """(B, T, F) -> (B, D*H) last-layer final state of each direction, after dropout."""
+        _, (h_n, _) = self.rnn(batch.x)  # h_n: (layers*D, B, H), last layer's directions last
+        # h_n[-2] = forward at t=T-1, h_n[-1] = backward at t=0 (bidirectional case)
+        last = h_n[-self.directions :]  # (D, B, H)
+        return self.dropout(last.transpose(0, 1).reshape(last.shape[1], -1))  # (B, D*H)
+
+    def head(self, e: torch.Tensor) -> torch.Tensor:
+        """(B, D*H) -> logits (B,)."""
+        return self.fc(e).squeeze(-1)
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        return self.head(self.latent(batch))  # (B,)

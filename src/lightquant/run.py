@@ -1,0 +1,148 @@
+"""``train(cfg)``: the one place where the Hydra config meets the package.
+
+Below this module everything takes plain typed arguments, so the package works from
+a notebook without Hydra: ``load_market_data(...)``, ``LSTM(...)``, ``Trainer(...)``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from lightquant.data.market import MarketData, load_market_data
+from lightquant.engine import EarlyStopping, Trainer, describe_environment, resolve_device, seed_everything
+from lightquant.export import export_model
+
+log = logging.getLogger(__name__)
+
+# `${lq.len:${dataset.features}}` lets model configs derive input_size from the feature list.
+if not OmegaConf.has_resolver("lq.len"):
+    OmegaConf.register_new_resolver("lq.len", lambda xs: len(xs))
+
+
+def build_data(cfg: DictConfig) -> MarketData:
+    d = cfg.dataset
+    return load_market_data(
+        instantiate(d.source),
+        cache_dir=cfg.paths.cache_dir,
+        features=list(d.features),
+        look_back_window=int(d.look_back_window),
+        splits=OmegaConf.to_container(d.splits, resolve=True),
+        label_price=d.label.price,
+        up_threshold=float(d.label.up_threshold),
+        down_threshold=float(d.label.down_threshold),
+        normalize=bool(d.normalize),
+    )
+
+
+def build_model(cfg: DictConfig, data: MarketData) -> torch.nn.Module:
+    size = cfg.model.get("input_size")
+    if size != data.num_features:
+        raise ValueError(
+            f"model.input_size={size} but the dataset gives {data.num_features} features "
+            f"({data.feature_names}); leave model.input_size at its default "
+            "${lq.len:${dataset.features}} so it follows dataset.features"
+        )
+    return instantiate(cfg.model)
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Train ``cfg.model`` on ``cfg.dataset``; returns ``{"val": {...}, "test": {...}, ...}``."""
+    out_dir = Path(cfg.paths.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    if cfg.use_news:
+        raise NotImplementedError(
+            "use_news=true needs the news modality (text encoders and news models), which is not built yet; "
+            "run with use_news=false"
+        )
+
+    t = cfg.trainer
+    seed_everything(cfg.seed, deterministic=t.deterministic)
+    device = resolve_device(t.device, t.gpu_id)
+    log.info("Environment: %s", describe_environment(device))
+
+    data = build_data(cfg)
+    log.info("Data %s: %s", cfg.dataset.name, data.summary())
+
+    seed_everything(cfg.seed, deterministic=t.deterministic)  # model init independent of data loading
+    model = build_model(cfg, data)
+    n_params = sum(p.numel() for p in model.parameters())
+    log.info("Model %s (%s): %d parameters", cfg.model_name, cfg.model._target_, n_params)
+    optimizer = instantiate(t.optimizer)(params=model.parameters())
+    scheduler = instantiate(t.scheduler)(optimizer=optimizer) if t.get("scheduler") else None
+
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    trainer = Trainer(
+        model,
+        optimizer,
+        scheduler,
+        device=device,
+        epochs=int(t.epochs),
+        batch_size=int(cfg.dataset.batch_size),
+        seed=int(cfg.seed),
+        early_stopping=EarlyStopping(**t.early_stopping),
+        gradient_clip_val=t.gradient_clip_val,
+        eval_batch_size=int(t.eval_batch_size),
+        checkpoint_dir=out_dir / "checkpoints",
+        checkpoint_extra={"config": resolved},
+    )
+    data = data.to(device)
+    trainer.fit(data)
+
+    es = trainer.early_stopping
+    metrics = {
+        "model": cfg.model_name,
+        "dataset": cfg.dataset.name,
+        "seed": int(cfg.seed),
+        "best_epoch": es.best_epoch,
+        "epochs_trained": trainer.epoch,
+        "monitor": es.monitor,
+        "val": trainer.evaluate(data, "val"),
+        "test": trainer.evaluate(data, "test"),
+    }
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False))
+    tm = metrics["test"]
+    log.info("Test: accuracy %.4f | MCC %.4f | F1 %.4f | n %d", tm["accuracy"], tm["mcc"], tm["f1"], tm["n"])
+
+    if cfg.export:
+        path = Path(cfg.paths.model_save_dir) / f"{cfg.model_name}.pth"
+        export_model(
+            path,
+            model,
+            resolved["model"],
+            train_config=resolved,
+            data_info={
+                "feature_names": data.feature_names,
+                "look_back_window": data.look_back_window,
+                "norm_mean": data.norm_mean.cpu(),
+                "norm_std": data.norm_std.cpu(),
+            },
+            metrics={k: metrics[k] for k in ("val", "test")},
+        )
+        log.info("Exported model to %s", path)
+    log.info("Outputs in %s", out_dir)
+    return metrics
+
+
+def optimized_metric(metrics: dict[str, Any], name: str) -> float:
+    """``"val/mcc"`` -> ``metrics["val"]["mcc"]``, the scalar the Optuna sweeper optimises.
+
+    A non-finite value raises instead of being returned: the sweeper records the trial as
+    failed and goes on, whereas a returned NaN aborts the whole sweep.
+    """
+    split, _, key = name.partition("/")
+    try:
+        value = float(metrics[split][key])
+    except KeyError as e:
+        raise KeyError(f"optimized_metric={name!r} is not in metrics ({split}: {sorted(metrics.get(split, {}))})") from e
+    if not math.isfinite(value):
+        raise FloatingPointError(f"optimized_metric {name} is {value}")
+    return value

@@ -1,0 +1,65 @@
+"""Shared fixtures: the real config, shrunk to a tiny CPU run under tmp_path."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+import lightquant.run  # noqa: F401  (registers the lq.len resolver)
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+
+# A small synthetic market: 8 stocks x 2 years, so a run takes a second or two.
+TINY = [
+    "dataset.source.n_stocks=8",
+    "dataset.source.end=2022-12-30",
+    "dataset.splits.train_end=2022-06-30",
+    "dataset.splits.val_end=2022-09-30",
+    "model.hidden_size=16",
+    "trainer.epochs=2",
+    "trainer.device=cpu",
+]
+
+
+def data_root() -> Path | None:
+    """Folder holding the real datasets: $LIGHTQUANT_DATA, else ../shared/datasets beside the repo."""
+    env = os.environ.get("LIGHTQUANT_DATA")
+    for p in ([Path(env)] if env else []) + [ROOT.parent / "shared" / "datasets"]:
+        if p.is_dir():
+            return p.resolve()
+    return None
+
+
+@pytest.fixture
+def csmd50_root() -> Path:
+    root = data_root()
+    if root is None or not (root / "CSMD50").is_dir():
+        pytest.skip("CSMD50 sample not found: set LIGHTQUANT_DATA to the folder holding CSMD50/ (CI has it)")
+    return root / "CSMD50"
+
+
+def make_cfg(tmp_path: Path, overrides: list[str] = (), tiny: bool = True) -> DictConfig:
+    """Compose conf/train.yaml like `python train.py <overrides>` would, outputs under tmp_path."""
+    ov = list(TINY if tiny else []) + list(overrides)
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=ov, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)  # so ${hydra:...} resolves as in a real run
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(tmp_path / "run")
+        cfg.paths.cache_dir = str(tmp_path / "cache")
+        cfg.paths.result_dir = str(tmp_path / "result")
+        del cfg.hydra
+    return cfg
+
+
+@pytest.fixture
+def cfg_factory(tmp_path):
+    return lambda overrides=(), tiny=True: make_cfg(tmp_path, overrides, tiny)

@@ -1,0 +1,67 @@
+"""Every config group composes, and every model config instantiates and runs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from lightquant.batch import Batch
+from lightquant.models import ALSTM, LSTM, AdvLSTM
+
+from .conftest import CONF
+
+DATASETS = sorted(p.stem for p in (CONF / "dataset").glob("[!_]*.yaml"))
+MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
+
+
+def test_groups_are_the_expected_ones():
+    assert {"synthetic", "csmd50", "csmd300"} <= set(DATASETS)
+    assert {"lstm", "bilstm", "alstm", "adv_lstm"} <= set(MODELS)
+
+
+@pytest.mark.parametrize("dataset", DATASETS)
+@pytest.mark.parametrize("model", MODELS)
+def test_compose_and_instantiate(cfg_factory, dataset, model):
+    cfg = cfg_factory([f"dataset={dataset}", f"model={model}"], tiny=False)
+    assert cfg.model_name == model
+    assert cfg.model.input_size == len(cfg.dataset.features) == 5
+    net = instantiate(cfg.model)
+    b = Batch(x=torch.randn(3, cfg.dataset.look_back_window, 5), y=torch.ones(3),
+              stock=torch.zeros(3, dtype=torch.long), date=torch.zeros(3, dtype=torch.long),
+              row=torch.zeros(3, dtype=torch.long))
+    assert net(b).shape == (3,)
+    src = cfg.dataset.source
+    assert src._target_.startswith("lightquant.data.")
+    optimizer = instantiate(cfg.trainer.optimizer)(params=net.parameters())
+    assert optimizer.param_groups[0]["lr"] == cfg.trainer.lr
+    assert optimizer.param_groups[0]["weight_decay"] == cfg.trainer.weight_decay
+    instantiate(cfg.trainer.scheduler)(optimizer=optimizer)
+
+
+def test_model_configs_pick_the_right_classes(cfg_factory):
+    assert type(instantiate(cfg_factory(["model=lstm"]).model)) is LSTM
+    bi = instantiate(cfg_factory(["model=bilstm"]).model)
+    assert type(bi) is LSTM and bi.rnn.bidirectional
+    assert type(instantiate(cfg_factory(["model=alstm"]).model)) is ALSTM
+    adv = cfg_factory(["model=adv_lstm", "model.epsilon=0.05"]).model
+    net = instantiate(adv)
+    assert type(net) is AdvLSTM and net.epsilon == 0.05
+
+
+def test_input_size_follows_features(cfg_factory):
+    cfg = cfg_factory(["dataset.features=[close,volume,range]"])
+    assert cfg.model.input_size == 3
+
+
+def test_csmd_paths_derive_from_root(cfg_factory):
+    cfg = cfg_factory(["dataset=csmd50", "dataset.root=/somewhere/CSMD50"], tiny=False)
+    assert list(cfg.dataset.source.price_dirs) == ["/somewhere/CSMD50/price"]
+    assert list(cfg.dataset.source.news_dirs) == ["/somewhere/CSMD50/news"]
+    assert cfg.dataset.source.name == "csmd50"
+    assert cfg.paths.model_save_dir.endswith("result/csmd50/model_saved")
+
+
+def test_experiment_composes(cfg_factory):
+    cfg = cfg_factory(["experiment=csmd50_alstm"], tiny=False)
+    assert cfg.dataset.name == "csmd50" and cfg.model._target_.endswith("ALSTM")

@@ -15,11 +15,15 @@ import torch
 class Batch:
     """A batch of samples; tensors are batch-first throughout.
 
-    x:     (B, T, F) float price features of the ``T = look_back_window`` days ending at t
-    y:     (B,)      float label, 1.0 = up on day t+1
-    stock: (B,)      long stock index into ``MarketData.stocks``
-    date:  (B,)      long index of day t into ``MarketData.dates``
-    row:   (B,)      long row of day t in the flat stock-day table (news, predictions)
+    x:         (B, T, F) float price features of the ``T = look_back_window`` days ending at t
+    y:         (B,)      float label, 1.0 = up from day t to day t+1
+    stock:     (B,)      long stock index into ``MarketData.stocks``
+    date:      (B,)      long index of day t into ``MarketData.dates``
+    row:       (B,)      long row of day t in the flat stock-day table (news, predictions)
+    y_hist:    (B, T-1)  float movements of the window's earlier days (day j -> j+1 for
+                         j < T-1, all known at t): auxiliary targets (StockNet); never the label
+    news:      (B, T, K, E) float embeddings of up to K texts per window day, or None
+    news_mask: (B, T, K) bool, True where ``news`` holds a real text, or None
     """
 
     x: torch.Tensor
@@ -27,12 +31,16 @@ class Batch:
     stock: torch.Tensor
     date: torch.Tensor
     row: torch.Tensor
+    y_hist: torch.Tensor | None = None
+    news: torch.Tensor | None = None
+    news_mask: torch.Tensor | None = None
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> "Batch":
-        return replace(
-            self,
-            **{f.name: getattr(self, f.name).to(device, non_blocking=non_blocking) for f in fields(self)},
-        )
+        moved = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            moved[f.name] = v.to(device, non_blocking=non_blocking) if v is not None else None
+        return replace(self, **moved)
 
     def __len__(self) -> int:
         return self.y.shape[0]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -86,7 +87,10 @@ def cached_panel(source, cache_dir: str | Path | None) -> Panel:
             panel = load_panel(path)
             log.info("Loaded cached panel %s", path)
             return panel
-        except (OSError, ValueError, KeyError) as e:  # a corrupt or old cache is rebuilt, never trusted
+        # A truncated or bit-flipped .npz raises zipfile.BadZipFile (bad zip / bad CRC) and an empty
+        # file EOFError, neither of which is an OSError/ValueError: catch them too, or a damaged
+        # cache would crash every run instead of being rebuilt.
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:  # corrupt/old: rebuild
             log.warning("Ignoring unreadable cache %s (%s); rebuilding", path, e)
     panel = source.load()
     save_panel(panel, path)

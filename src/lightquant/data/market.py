@@ -138,7 +138,10 @@ def _attach_news(panel: Panel, rows: Rows) -> tuple[np.ndarray, list[str]]:
     span = int(day_num.max() - day_num.min()) + 10_000  # room for news dated outside the price range
     base = int(day_num.min()) - 5_000
     row_key = rows.stock * span + (day_num[rows.day] - base)  # sorted, as rows are sorted by (stock, day)
-    news_key = panel.news_stock * span + np.clip(panel.news_date.astype(np.int64) - base, 0, span - 1)
+    # Convert to days first, as for panel.dates above: news_date in another unit (e.g. datetime64[ns]
+    # from pandas) would otherwise be counted in ns, clipped, and every news item silently dropped.
+    news_day = panel.news_date.astype("datetime64[D]").astype(np.int64)
+    news_key = panel.news_stock * span + np.clip(news_day - base, 0, span - 1)
     target = np.searchsorted(row_key, news_key, side="left")
     ok = target < n_rows
     ok[ok] = rows.stock[target[ok]] == panel.news_stock[ok]  # news after the stock's last day is dropped

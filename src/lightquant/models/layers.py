@@ -33,9 +33,10 @@ def check_bool(name: str, value: bool) -> bool:
 
 
 class TemporalAttention(nn.Module):
-    """Attention over time steps (Feng et al. 2019, eq. 5-6).
+    """Additive attention over a set or sequence (Feng et al. 2019, eq. 5-6).
 
     score_t = u^T tanh(W_a h_t + b_a), alpha = softmax_t(score), a = sum_t alpha_t h_t.
+    Used over time steps, and with a mask over a day's texts (news-level attention).
     """
 
     def __init__(self, hidden_size: int, attention_size: int) -> None:
@@ -46,10 +47,26 @@ class TemporalAttention(nn.Module):
         # u; no bias, it would cancel in the softmax
         self.score = nn.Linear(attention_size, 1, bias=False)
 
-    def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """h: (B, T, H) -> (a (B, H), alpha (B, T))."""
-        scores = self.score(torch.tanh(self.proj(h))).squeeze(-1)  # (B, T)
+    def forward(self, h: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """h: (B, T, H), mask: (B, T) bool (True = keep) -> (a (B, H), alpha (B, T)).
+
+        Rows whose mask is all False (a day without news) get alpha = 0 and a = 0
+        instead of the NaN a plain masked softmax would give.
+        """
+        scores = self.score(torch.tanh(self.proj(h))).squeeze(-1).float()  # (B, T)
+        if mask is not None:
+            # finite fill, not -inf: an all-masked row would give NaN (and NaN gradients)
+            scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
         # softmax in float32: bf16/fp16 scores under autocast lose too much precision
-        alpha = torch.softmax(scores.float(), dim=-1).to(h.dtype)  # (B, T)
+        alpha = torch.softmax(scores, dim=-1)  # (B, T)
+        if mask is not None:
+            alpha = alpha * mask.any(dim=-1, keepdim=True)  # all-masked rows -> 0
+        alpha = alpha.to(h.dtype)
         a = torch.bmm(alpha.unsqueeze(1), h).squeeze(1)  # (B, 1, T) @ (B, T, H) -> (B, H)
         return a, alpha
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int) -> torch.Tensor:
+    """Mean of ``x`` over ``dim`` where ``mask`` (x's shape without the last dim) is True; 0 if none."""
+    m = mask.unsqueeze(-1).to(x.dtype)
+    return (x * m).sum(dim) / m.sum(dim).clamp_min(1.0)

@@ -168,6 +168,9 @@ def test_future_prices_and_news_do_not_change_val_test_inputs(cut_date: str) -> 
         b, b2 = md.batch(split, idx), md2.batch(split, idx2)
         assert torch.equal(b.row, b2.row)
         assert torch.equal(b.x, b2.x), f"{split}: inputs of samples with t <= {cut_date} changed"
+        # the window's own past movements (auxiliary targets, where the Batch carries them) are known at t
+        if getattr(b, "y_hist", None) is not None:
+            assert torch.equal(b.y_hist, b2.y_hist)
         for r in b.row.tolist():
             for w in window_rows(md, r):
                 assert md.texts(w) == md2.texts(w), f"news of row {w} changed"
@@ -226,6 +229,8 @@ def test_train_period_raw_windows_do_not_see_the_future() -> None:
         assert torch.equal(s.end_row[idx], md2.splits[split].end_row[idx])
         b, b2 = md.batch(split, idx), md2.batch(split, idx)
         assert torch.equal(b.x, b2.x)
+        if getattr(b, "y_hist", None) is not None:
+            assert torch.equal(b.y_hist, b2.y_hist)
         for r in b.row.tolist():
             for w in window_rows(md, r):
                 assert md.texts(w) == md2.texts(w)
@@ -364,6 +369,30 @@ def test_windows_stay_inside_one_stock_and_its_traded_days() -> None:
                 splits={"train_end": DAYS10[4], "val_end": DAYS10[7]})  # fmt: skip
     k = samples(md1)[("val", b, 4)]
     assert float(md1.splits["val"].ret[k]) == pytest.approx(24 / 21 - 1, rel=1e-6)
+
+
+@pytest.mark.parametrize("t", [2, 3, 4])
+def test_windows_of_first_day_features_do_not_cross_stocks(t: int) -> None:
+    """'range' is defined on a stock's first day, so only the stock check can stop a window
+    from reaching back into the previous stock's rows."""
+    panel = _gappy_panel()
+    md = build(panel, features=["range"], look_back_window=t, normalize=False,
+               splits={"train_end": DAYS10[4], "val_end": DAYS10[7]})  # fmt: skip
+    got = set()
+    for s in md.splits.values():
+        for r in s.end_row.tolist():
+            stock = int(md.row_stock[r])
+            assert all(int(md.row_stock[w]) == stock for w in window_rows(md, r))
+            got.add((panel.stocks[stock], int(md.row_day[r])))
+    # oracle: a stock-day is a sample iff the stock has >= t traded days up to it and a later one
+    nxt = next_traded(panel)
+    expected = {
+        (panel.stocks[i], d)
+        for i in range(len(panel.stocks))
+        for d in range(len(DAYS10))
+        if panel.traded[i, d] and panel.traded[i, : d + 1].sum() >= t and nxt[i, d] >= 0
+    }
+    assert got == expected
 
 
 def test_a_stock_that_never_trades_is_harmless() -> None:
@@ -666,6 +695,7 @@ def _cache_test_panel() -> Panel:
             ("工商银行", "2024-01-02", "工商银行发布公告 — “稳健” 🚀"),
             ("工商银行", "2024-01-02", ""),
             ("贵州茅台", "2023-12-30", "emoji and ascii only"),
+            ("工商银行", "2024-01-03", "  前后有空格，\n还有换行\t "),
         ],
     )
     p.prices["volume"][0, 5] = np.nan  # a traded day with a missing field

@@ -78,26 +78,18 @@ class CSMDSource:
         frames: dict[str, list[pd.DataFrame]] = {}
         for f in self._price_files():
             frames.setdefault(f.stem, []).append(_read_price_file(f))
-        stocks = sorted(frames)
         per_stock = {}
-        for s in stocks:
-            df = pd.concat(frames[s]).sort_index()
+        for s in sorted(frames):
+            # A stable sort keeps duplicate dates in folder order, so keep="last" below really keeps the
+            # folder listed last; the default quicksort shuffled them and mixed rows of both folders.
+            df = pd.concat(frames[s]).sort_index(kind="stable")
             dup = df.index.duplicated(keep="last")
             if dup.any():
                 log.warning("%s: %d duplicate dates across price folders; keeping the last", s, int(dup.sum()))
                 df = df[~dup]
             per_stock[s] = df
-        dates = np.array(sorted(set().union(*(df.index for df in per_stock.values()))), dtype="datetime64[D]")
-        prices = {}
-        for field in PRICE_FIELDS:
-            arr = np.full((len(stocks), len(dates)), np.nan)
-            for i, s in enumerate(stocks):
-                df = per_stock[s]
-                arr[i, np.searchsorted(dates, df.index.values.astype("datetime64[D]"))] = df[field].to_numpy(float)
-            prices[field] = arr
-
-        news_stock, news_date, news_text = self._load_news({s: i for i, s in enumerate(stocks)})
-        return Panel(stocks, dates, prices, news_stock, news_date, news_text)
+        news_stock, news_date, news_text = self._load_news({s: i for i, s in enumerate(sorted(per_stock))})
+        return panel_from_frames(per_stock, news_stock, news_date, news_text)
 
     def _load_news(self, index: dict[str, int]) -> tuple[np.ndarray, np.ndarray, list[str]]:
         stock_ids: list[int] = []
@@ -141,3 +133,24 @@ def _read_price_file(path: Path) -> pd.DataFrame:
     except ValueError as e:
         raise ValueError(f"{path}: column Date must hold dates as YYYY-MM-DD ({e})") from e
     return df.set_index("date")
+
+
+def panel_from_frames(
+    per_stock: dict[str, pd.DataFrame], news_stock: np.ndarray, news_date: np.ndarray, news_text: list[str]
+) -> Panel:
+    """One price frame per stock (date index, PRICE_FIELDS columns) -> Panel on the union calendar.
+
+    ``news_stock`` indexes the stocks in sorted-name order. Rows without a close (e.g. "null"
+    rows) are not trading days of that stock.
+    """
+    stocks = sorted(per_stock)
+    frames = {s: per_stock[s][per_stock[s]["close"].notna()] for s in stocks}
+    dates = np.array(sorted(set().union(*(df.index for df in frames.values()))), dtype="datetime64[D]")
+    prices = {}
+    for field in PRICE_FIELDS:
+        arr = np.full((len(stocks), len(dates)), np.nan)
+        for i, s in enumerate(stocks):
+            df = frames[s]
+            arr[i, np.searchsorted(dates, df.index.values.astype("datetime64[D]"))] = df[field].to_numpy(float)
+        prices[field] = arr
+    return Panel(stocks, dates, prices, news_stock, news_date, news_text)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -59,6 +59,13 @@ class MarketData:
     look_back_window: int
     norm_mean: torch.Tensor  # (F,)
     norm_std: torch.Tensor  # (F,)
+    row_up: torch.Tensor  # (R,) float movement label of each row (day -> next trading day)
+    train_end: np.datetime64  # last target day of the training split
+    # News store (set by with_news): a flat embedding table with a zero row 0 for padding,
+    # and per row the table index of up to K texts (0 = none). Batches gather from it, so
+    # samples x window x texts x dim is never materialised.
+    news_emb: torch.Tensor | None = None  # (N+1, E)
+    row_news: torch.Tensor | None = None  # (R, K) long
     _offsets: torch.Tensor = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -76,8 +83,49 @@ class MarketData:
         """Gather samples ``idx`` of ``split`` into a :class:`Batch` (on this data's device)."""
         s = self.splits[split]
         end = s.end_row[idx]  # (B,)
-        x = self.features[end[:, None] + self._offsets]  # (B, T, F)
-        return Batch(x=x, y=s.y[idx], stock=self.row_stock[end], date=self.row_day[end], row=end)
+        rows = end[:, None] + self._offsets  # (B, T)
+        batch = Batch(
+            x=self.features[rows],  # (B, T, F)
+            y=s.y[idx],
+            stock=self.row_stock[end],
+            date=self.row_day[end],
+            row=end,
+            y_hist=self.row_up[rows[:, :-1]],  # (B, T-1): movements j -> j+1, all known at t
+        )
+        if self.row_news is not None:
+            slots = self.row_news[rows]  # (B, T, K)
+            batch.news = self.news_emb[slots]  # (B, T, K, E)
+            batch.news_mask = slots > 0
+        return batch
+
+    @property
+    def news_size(self) -> int:
+        """Embedding size E of the attached news (0 without news)."""
+        return 0 if self.news_emb is None else self.news_emb.shape[1]
+
+    def train_texts(self) -> list[str]:
+        """Texts attached to training-period days: what a text encoder may be fitted on."""
+        ptr = self.news_ptr.cpu()
+        owner = torch.repeat_interleave(torch.arange(len(ptr) - 1), ptr[1:] - ptr[:-1])  # (N,) row of each text
+        day_ok = torch.from_numpy(self.dates <= self.train_end)[self.row_day.cpu()]  # (R,)
+        return [t for t, k in zip(self.news_text, day_ok[owner].tolist()) if k]
+
+    def with_news(self, embeddings: np.ndarray | torch.Tensor, max_texts: int) -> "MarketData":
+        """Attach text embeddings (one per ``news_text``, same order), keeping up to
+        ``max_texts`` texts per stock-day (the first ones in publication order)."""
+        emb = torch.as_tensor(np.asarray(embeddings, dtype=np.float32))
+        if emb.ndim != 2 or emb.shape[0] != len(self.news_text):
+            raise ValueError(f"need one embedding per text: got {tuple(emb.shape)} for {len(self.news_text)} texts")
+        if max_texts < 1:
+            raise ValueError(f"dataset.max_num_tweets_len={max_texts} must be >= 1")
+        ptr = self.news_ptr.cpu()
+        counts = ptr[1:] - ptr[:-1]  # (R,)
+        slots = torch.zeros(len(counts), max_texts, dtype=torch.long)
+        for k in range(max_texts):  # K is small; everything else is vectorised
+            has = counts > k
+            slots[has, k] = ptr[:-1][has] + k + 1  # +1: table row 0 is the padding
+        table = torch.cat([torch.zeros(1, emb.shape[1]), emb])  # (N+1, E)
+        return replace(self, news_emb=table.to(self.device), row_news=slots.to(self.device))
 
     def to(self, device: torch.device | str) -> "MarketData":
         """Move every tensor; the splits are small, so the whole dataset can live on the GPU."""
@@ -237,6 +285,8 @@ def build_market_data(
         look_back_window=T,
         norm_mean=torch.from_numpy(mean.astype(np.float32)),
         norm_std=torch.from_numpy(std.astype(np.float32)),
+        row_up=torch.from_numpy(np.nan_to_num(up.astype(np.float32) * np.isfinite(ret))),
+        train_end=bounds["train"][1],
     )
 
 

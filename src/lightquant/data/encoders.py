@@ -1,0 +1,198 @@
+"""Text encoders: texts -> fixed-size embeddings, one interface, chosen in config.
+
+- ``TfidfSvdEncoder`` (default, no download): TF-IDF + truncated SVD (latent semantic
+  analysis) from scikit-learn; character n-grams for Chinese, words for English.
+- ``TransformerEncoder``: a pretrained transformer from a local folder (or a hub id when
+  online), frozen, pooled (CLS or mean); needs the optional ``transformers`` extra.
+
+Both are fitted (where fitting applies) on training-period texts only, and both are
+wrapped by :func:`encode_cached`, which keeps embeddings on disk keyed by the
+encoder's config and the texts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+
+_CJK = re.compile(r"[\u3400-\u9fff]")
+
+
+def _digest(texts: Sequence[str]) -> str:
+    h = hashlib.sha256()
+    for t in texts:
+        h.update(t.encode("utf-8"))
+        h.update(b"\x00")
+    return h.hexdigest()
+
+
+class TfidfSvdEncoder:
+    """Latent semantic analysis: TF-IDF, then a truncated SVD to ``dim`` dimensions.
+
+    ``analyzer``: ``char`` (character n-grams, for Chinese: no word segmentation needed),
+    ``word``, or ``auto`` (``char`` when most fitted texts contain CJK characters).
+    """
+
+    def __init__(
+        self,
+        dim: int = 64,
+        analyzer: str = "auto",
+        ngram_range: Sequence[int] = (1, 2),
+        max_features: int = 50_000,
+        min_df: int = 2,
+        seed: int = 0,
+    ) -> None:
+        if dim < 1:
+            raise ValueError(f"encoder.dim={dim} must be >= 1")
+        if analyzer not in ("auto", "char", "word"):
+            raise ValueError(f"encoder.analyzer={analyzer!r}; use auto, char or word")
+        self.dim, self.analyzer = int(dim), analyzer
+        self.ngram_range = tuple(int(n) for n in ngram_range)
+        self.max_features, self.min_df, self.seed = int(max_features), int(min_df), int(seed)
+        self._pipeline = None
+
+    def config(self) -> dict:
+        return {"kind": "tfidf-svd-1", "dim": self.dim, "analyzer": self.analyzer, "ngram_range": self.ngram_range,
+                "max_features": self.max_features, "min_df": self.min_df, "seed": self.seed}
+
+    def fit(self, texts: Sequence[str]) -> "TfidfSvdEncoder":
+        from sklearn.decomposition import TruncatedSVD
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.pipeline import make_pipeline
+
+        if len(texts) == 0:
+            raise ValueError("No training-period texts to fit the text encoder on; check the news folders and dataset.splits")
+        analyzer = self.analyzer
+        if analyzer == "auto":
+            sample = texts[: 2000]
+            analyzer = "char" if sum(bool(_CJK.search(t)) for t in sample) > len(sample) / 2 else "word"
+        vec = TfidfVectorizer(analyzer=analyzer, ngram_range=self.ngram_range, max_features=self.max_features,
+                              min_df=min(self.min_df, len(texts)), sublinear_tf=True, dtype=np.float32)
+        tfidf = vec.fit_transform(texts)
+        # SVD needs fewer components than features; tiny corpora get what they can and are zero-padded.
+        k = max(1, min(self.dim, tfidf.shape[1] - 1, tfidf.shape[0] - 1))
+        svd = TruncatedSVD(n_components=k, random_state=self.seed)
+        svd.fit(tfidf)
+        self._pipeline = (vec, svd)
+        log.info("Fitted TF-IDF(%s n-grams %s, %d terms) + SVD(%d) on %d texts", analyzer, self.ngram_range,
+                 len(vec.vocabulary_), k, len(texts))
+        return self
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        if self._pipeline is None:
+            raise RuntimeError("TfidfSvdEncoder.encode before fit")
+        vec, svd = self._pipeline
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        if len(texts):
+            z = svd.transform(vec.transform(texts)).astype(np.float32)
+            # unit length: LSA similarity is the cosine; keeps the scale independent of text length
+            z /= np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-8)
+            out[:, : z.shape[1]] = z
+        return out
+
+
+class TransformerEncoder:
+    """Frozen pretrained transformer; ``pretrained_model`` is a local folder or a hub id."""
+
+    def __init__(
+        self,
+        pretrained_model: str,
+        dim: int | None = None,
+        max_num_tokens_len: int = 64,
+        pooling: str = "cls",
+        batch_size: int = 64,
+        device: str = "auto",
+    ) -> None:
+        if pooling not in ("cls", "mean"):
+            raise ValueError(f"encoder.pooling={pooling!r}; use cls or mean")
+        if not pretrained_model:
+            raise ValueError("encoder.pretrained_model is empty; give a local model folder (or a hub id when online)")
+        self.pretrained_model, self.dim = str(pretrained_model), dim
+        self.max_num_tokens_len, self.pooling, self.batch_size = int(max_num_tokens_len), pooling, int(batch_size)
+        self.device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                                   ("cpu" if device == "auto" else device))
+        self._model = self._tokenizer = None
+
+    def config(self) -> dict:
+        p = Path(self.pretrained_model)
+        # a local folder is identified by its content's mtimes too, so a replaced model re-encodes
+        stamp = [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(p.glob("*"))] if p.is_dir() else []
+        return {"kind": "transformer-1", "model": str(p.resolve()) if p.is_dir() else self.pretrained_model,
+                "stamp": stamp, "max_len": self.max_num_tokens_len, "pooling": self.pooling}
+
+    def _load(self) -> None:
+        try:
+            from transformers import AutoModel, AutoTokenizer
+        except ImportError as e:
+            raise ImportError(
+                "encoder=transformer needs the optional 'transformers' package: "
+                "pip install -e '.[transformers]' (or use the default encoder=tfidf)"
+            ) from e
+        try:
+            self._tokenizer = AutoTokenizer.from_pretrained(self.pretrained_model)
+            self._model = AutoModel.from_pretrained(self.pretrained_model).to(self.device).eval()
+        except OSError as e:
+            raise OSError(
+                f"encoder.pretrained_model={self.pretrained_model!r} could not be loaded: give a local folder "
+                "saved with save_pretrained() (this machine may be offline) ({e})"
+            ) from e
+        hidden = self._model.config.hidden_size
+        if self.dim is not None and self.dim != hidden:
+            raise ValueError(f"encoder.dim={self.dim} but {self.pretrained_model} has hidden size {hidden}; set encoder.dim={hidden}")
+        self.dim = hidden
+
+    def fit(self, texts: Sequence[str]) -> "TransformerEncoder":
+        if self._model is None:
+            self._load()
+        return self  # pretrained: nothing is fitted, so nothing can leak from later texts
+
+    @torch.no_grad()
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        if self._model is None:
+            self._load()
+        out = []
+        for i in range(0, len(texts), self.batch_size):
+            tok = self._tokenizer(list(texts[i : i + self.batch_size]), padding=True, truncation=True,
+                                  max_length=self.max_num_tokens_len, return_tensors="pt").to(self.device)
+            h = self._model(**tok).last_hidden_state  # (b, L, H)
+            if self.pooling == "cls":
+                v = h[:, 0]
+            else:
+                m = tok["attention_mask"].unsqueeze(-1).to(h.dtype)
+                v = (h * m).sum(1) / m.sum(1).clamp_min(1.0)
+            out.append(v.float().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, self.dim or 0), dtype=np.float32)
+
+
+def encode_cached(encoder, fit_texts: Sequence[str], texts: Sequence[str], cache_dir: str | Path | None) -> np.ndarray:
+    """Fit ``encoder`` on ``fit_texts`` and encode ``texts``; cached on disk by (config, texts)."""
+    key = hashlib.sha256(
+        json.dumps(encoder.config(), sort_keys=True, default=str).encode() + _digest(fit_texts).encode() + _digest(texts).encode()
+    ).hexdigest()[:24]
+    path = Path(cache_dir) / "embeddings" / f"{key}.npy" if cache_dir else None
+    if path is not None and path.exists():
+        emb = np.load(path, allow_pickle=False)
+        if emb.shape[0] == len(texts):
+            log.info("Loaded cached text embeddings %s", path)
+            if getattr(encoder, "dim", None) is None:
+                encoder.dim = emb.shape[1]
+            return emb
+    emb = encoder.fit(fit_texts).encode(texts).astype(np.float32)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        with os.fdopen(fd, "wb") as fh:
+            np.save(fh, emb)
+        os.replace(tmp, path)
+    return emb

@@ -1,0 +1,185 @@
+"""StockNet (Xu & Cohen, ACL 2018, "Stock Movement Prediction from Tweets and Historical Prices").
+
+Market Information Encoder (text attention per day + prices) -> Variational Movement Decoder
+(GRU + per-day latent z_d, posterior q(z_d | ., y_d) in training, prior p(z_d | .) at eval)
+-> Attentive Temporal Auxiliary (the final day attends over the earlier days' predictions).
+The KL term and the attention-weighted auxiliary loss of the earlier days enter the objective
+through the engine's ``extra_loss`` hook.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lightquant.batch import Batch
+from lightquant.models.layers import (
+    TemporalAttention,
+    check_bool,
+    check_non_negative_float,
+    check_positive_int,
+)
+
+
+def _gaussian_kl(
+    mu_q: torch.Tensor, logvar_q: torch.Tensor, mu_p: torch.Tensor, logvar_p: torch.Tensor
+) -> torch.Tensor:
+    """KL(N(mu_q, var_q) || N(mu_p, var_p)) summed over the last dim, in float32: (..., Z) -> (...)."""
+    mu_q, logvar_q, mu_p, logvar_p = (t.float() for t in (mu_q, logvar_q, mu_p, logvar_p))
+    kl = logvar_p - logvar_q + (logvar_q.exp() + (mu_q - mu_p) ** 2) / logvar_p.exp() - 1.0
+    return 0.5 * kl.sum(-1)
+
+
+class StockNet(nn.Module):
+    """StockNet for binary next-day movement; ``forward`` returns the logit of day T's movement.
+
+    Days are indexed 0..T-1 in the window; day d's target is the movement d -> d+1, i.e.
+    ``batch.y_hist[:, d]`` for d < T-1 and ``batch.y`` for the last day (the prediction).
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        news_size: int,
+        hidden_size: int = 64,
+        latent_size: int = 32,
+        attention_size: int = 64,
+        dropout: float = 0.2,
+        kl_weight: float = 1.0,
+        kl_anneal_steps: int = 1000,
+        aux_weight: float = 0.5,
+        use_text: bool = True,
+        use_price: bool = True,
+    ) -> None:
+        super().__init__()
+        check_positive_int("input_size", input_size)
+        # news_size 0 is fine for the price-only variant: news-free data reports E = 0
+        if not (use_text is False and type(news_size) is int and news_size == 0):
+            check_positive_int("news_size", news_size)
+        check_positive_int("hidden_size", hidden_size)
+        check_positive_int("latent_size", latent_size)
+        check_positive_int("attention_size", attention_size)
+        dropout = check_non_negative_float("dropout", dropout, below_one=True)
+        self.kl_weight = check_non_negative_float("kl_weight", kl_weight)
+        self.kl_anneal_steps = check_positive_int("kl_anneal_steps", kl_anneal_steps)
+        self.aux_weight = check_non_negative_float("aux_weight", aux_weight)
+        self.use_text = check_bool("use_text", use_text)
+        self.use_price = check_bool("use_price", use_price)
+        if not (use_text or use_price):
+            raise ValueError("use_text and use_price are both False: StockNet needs texts, prices or both")
+        h, z = hidden_size, latent_size
+        day_size = (h if use_text else 0) + (input_size if use_price else 0)
+        if use_text:
+            # texts arrive as embeddings, not words: a projection replaces the paper's bi-GRU
+            self.text_proj = nn.Linear(news_size, h)
+            self.text_attention = TemporalAttention(h, attention_size)  # corpus vector c_d
+        self.dropout = nn.Dropout(dropout)
+        self.rnn = nn.GRU(day_size, h, batch_first=True)  # h_d
+        # h^z_d = tanh(W [x_d; h_d; z_{d-1}] (; y_d)) -> (mu, log var); the posterior also sees y_d
+        self.prior = nn.Linear(day_size + h + z, h)
+        self.posterior = nn.Linear(day_size + h + z + 1, h)
+        self.prior_out = nn.Linear(h, 2 * z)
+        self.posterior_out = nn.Linear(h, 2 * z)
+        self.g = nn.Linear(h + z, h)  # g_d = tanh(W_g [h_d; z_d] + b)
+        self.day_head = nn.Linear(h, 1)  # per-day logit y~_d
+        # Attentive Temporal Auxiliary: information score w_i^T tanh(W_i g_d), dependency score
+        # g_T^T tanh(W_d g_d); final logit from [sum_d v*_d y~_d; g_T]
+        self.info_proj = nn.Linear(h, attention_size, bias=False)
+        self.info_score = nn.Linear(attention_size, 1, bias=False)
+        self.dep_proj = nn.Linear(h, h, bias=False)
+        self.out = nn.Linear(1 + h, 1)
+        self.latent_size = z
+        # training steps seen by extra_loss: a buffer so KL annealing resumes from a checkpoint
+        self.register_buffer("kl_step", torch.zeros((), dtype=torch.long))
+        self._cache: dict[str, torch.Tensor] | None = None
+
+    def _kl_scale(self) -> torch.Tensor:
+        """min(1, step / kl_anneal_steps) * kl_weight as a 0-d tensor (no host sync per step)."""
+        return (self.kl_step.float() / self.kl_anneal_steps).clamp(max=1.0) * self.kl_weight
+
+    def kl_anneal_weight(self) -> float:
+        """Current KL weight: min(1, step / kl_anneal_steps) * kl_weight."""
+        return float(self._kl_scale())
+
+    def _day_inputs(self, batch: Batch) -> torch.Tensor:
+        """Market Information Encoder: (B, T, F) prices + (B, T, K, E) texts -> (B, T, D)."""
+        parts = []
+        if self.use_text:
+            if batch.news is None or batch.news_mask is None:
+                raise ValueError(
+                    "StockNet with use_text=true needs news: run with use_news=true "
+                    "(or set model.use_text=false for the price-only variant)"
+                )
+            b, t, k, _ = batch.news.shape
+            mask = batch.news_mask.bool()  # (B, T, K)
+            news = batch.news.masked_fill(~mask.unsqueeze(-1), 0.0)  # padding may hold garbage
+            m = torch.tanh(self.text_proj(news))  # (B, T, K, H) message embeddings
+            c, _ = self.text_attention(m.reshape(b * t, k, -1), mask.reshape(b * t, k))  # (B*T, H), 0 for no text
+            parts.append(c.reshape(b, t, -1))  # (B, T, H)
+        if self.use_price:
+            parts.append(batch.x)  # (B, T, F)
+        if len(parts) == 2 and parts[0].dtype != parts[1].dtype:  # autocast: bf16 text vs f32 prices
+            parts[1] = parts[1].to(parts[0].dtype)
+        return self.dropout(torch.cat(parts, dim=-1))  # (B, T, D)
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        x = self._day_inputs(batch)  # (B, T, D)
+        b, t, _ = x.shape
+        h, _ = self.rnn(x)  # (B, T, H)
+        labels = None
+        if self.training:  # the posterior sees each day's movement; never at eval
+            if t > 1 and batch.y_hist is None:
+                raise ValueError("StockNet needs batch.y_hist (earlier days' movements) in training when T > 1")
+            hist = batch.y_hist if t > 1 else batch.y.new_zeros(b, 0)
+            labels = torch.cat([hist.float(), batch.y.float().unsqueeze(1)], dim=1)  # (B, T)
+        z_prev = x.new_zeros(b, self.latent_size)  # z_{-1} = 0
+        zs, kls = [], []
+        for d in range(t):  # z_d depends on z_{d-1}: a recurrence over days
+            base = torch.cat([x[:, d], h[:, d], z_prev.to(x.dtype)], dim=-1)  # (B, D+H+Z)
+            mu_p, logvar_p = self.prior_out(torch.tanh(self.prior(base))).chunk(2, dim=-1)  # (B, Z) each
+            if labels is None:
+                z_d = mu_p  # eval: the prior mean, deterministic and label-free
+            else:
+                y_d = labels[:, d : d + 1].to(base.dtype)  # (B, 1)
+                hq = torch.tanh(self.posterior(torch.cat([base, y_d], dim=-1)))
+                mu_q, logvar_q = self.posterior_out(hq).chunk(2, dim=-1)  # (B, Z) each
+                z_d = mu_q + torch.randn_like(mu_q) * torch.exp(0.5 * logvar_q)  # reparameterised
+                kls.append(_gaussian_kl(mu_q, logvar_q, mu_p, logvar_p))  # (B,)
+            zs.append(z_d)
+            z_prev = z_d
+        z = torch.stack(zs, dim=1)  # (B, T, Z)
+        g = torch.tanh(self.g(torch.cat([h, z.to(h.dtype)], dim=-1)))  # (B, T, H)
+        day_logits = self.day_head(g).squeeze(-1)  # (B, T) y~_d
+        g_past, g_last = g[:, :-1], g[:, -1]  # (B, T-1, H), (B, H)
+        info = self.info_score(torch.tanh(self.info_proj(g_past))).squeeze(-1)  # (B, T-1)
+        dep = torch.bmm(torch.tanh(self.dep_proj(g_past)), g_last.unsqueeze(-1)).squeeze(-1)  # (B, T-1)
+        v = torch.softmax((info * dep).float(), dim=-1)  # (B, T-1); float32 softmax under autocast
+        past = (v * day_logits[:, :-1].float()).sum(-1, keepdim=True)  # (B, 1); 0 when T == 1
+        logits = self.out(torch.cat([past.to(g_last.dtype), g_last], dim=-1)).squeeze(-1)  # (B,)
+        if labels is not None:  # keep what extra_loss needs from this very forward
+            self._cache = {
+                "kl": torch.stack(kls, dim=1).sum(1),  # (B,) summed over days
+                "v": v,  # (B, T-1) ATA attention
+                "day_logits": day_logits[:, :-1],  # (B, T-1) y~ of the earlier days
+                "y_hist": labels[:, :-1],  # (B, T-1) their known movements
+            }
+        else:
+            self._cache = None
+        return logits
+
+    def extra_loss(self, batch: Batch, loss: torch.Tensor) -> torch.Tensor:
+        """annealed KL(q || p) summed over days + aux_weight * attention-weighted BCE of earlier days."""
+        cache, self._cache = self._cache, None  # drop our reference to the graph right away
+        if cache is None:
+            raise RuntimeError("StockNet.extra_loss needs a preceding forward in training mode")
+        if cache["kl"].shape[0] != len(batch):
+            raise RuntimeError(f"extra_loss batch size {len(batch)} != forward batch size {cache['kl'].shape[0]}")
+        with torch.no_grad():
+            self.kl_step.add_(1)  # one call per training step
+        kl = cache["kl"].mean()  # sum over days (in forward), mean over the batch
+        bce = F.binary_cross_entropy_with_logits(
+            cache["day_logits"].float(), cache["y_hist"], reduction="none"
+        )  # (B, T-1) per earlier day
+        aux = (cache["v"] * bce).sum(-1).mean()  # 0 when T == 1
+        return self._kl_scale() * kl + self.aux_weight * aux

@@ -6,12 +6,17 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
 import lightquant.run  # noqa: F401  (registers the lq.len resolver)
+
+# The models under test are tiny: one thread avoids oversubscription, which on a busy
+# 2-core machine made small LSTM steps up to ~100x slower than single-threaded ones.
+torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -43,6 +48,14 @@ def csmd50_root() -> Path:
     if root is None or not (root / "CSMD50").is_dir():
         pytest.skip("CSMD50 sample not found: set LIGHTQUANT_DATA to the folder holding CSMD50/ (CI has it)")
     return root / "CSMD50"
+
+
+@pytest.fixture
+def acl18_root() -> Path:
+    root = data_root()
+    if root is None or not (root / "acl18").is_dir():
+        pytest.skip("ACL18 dataset not found: set LIGHTQUANT_DATA to the folder holding acl18/ (CI has it)")
+    return root / "acl18"
 
 
 def make_cfg(tmp_path: Path, overrides: list[str] = (), tiny: bool = True) -> DictConfig:

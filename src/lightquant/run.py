@@ -16,20 +16,27 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from lightquant.data.encoders import encode_cached
 from lightquant.data.market import MarketData, load_market_data
 from lightquant.engine import EarlyStopping, Trainer, describe_environment, resolve_device, seed_everything
 from lightquant.export import export_model
 
 log = logging.getLogger(__name__)
 
-# `${lq.len:${dataset.features}}` lets model configs derive input_size from the feature list.
+# Model configs derive sizes from the data config instead of repeating them:
+# `${lq.len:${dataset.features}}` -> input_size; `${lq.news_size:${use_news},${encoder.dim}}`
+# -> the news embedding size a price model fuses (0 without news).
 if not OmegaConf.has_resolver("lq.len"):
     OmegaConf.register_new_resolver("lq.len", lambda xs: len(xs))
+if not OmegaConf.has_resolver("lq.news_size"):
+    OmegaConf.register_new_resolver("lq.news_size", lambda use_news, dim: int(dim) if use_news else 0)
 
 
 def build_data(cfg: DictConfig) -> MarketData:
+    """Load the dataset; with ``use_news`` also encode its texts (encoder fitted on
+    training-period texts only) and attach them."""
     d = cfg.dataset
-    return load_market_data(
+    data = load_market_data(
         instantiate(d.source),
         cache_dir=cfg.paths.cache_dir,
         features=list(d.features),
@@ -40,17 +47,36 @@ def build_data(cfg: DictConfig) -> MarketData:
         down_threshold=float(d.label.down_threshold),
         normalize=bool(d.normalize),
     )
+    if cfg.use_news:
+        if not data.news_text:
+            raise ValueError(f"use_news=true but dataset {d.name} has no news texts; check its news folders")
+        encoder = instantiate(cfg.encoder)
+        emb = encode_cached(encoder, data.train_texts(), data.news_text, cfg.paths.cache_dir)
+        data = data.with_news(emb, int(d.max_num_tweets_len))
+    return data
 
 
 def build_model(cfg: DictConfig, data: MarketData) -> torch.nn.Module:
-    size = cfg.model.get("input_size")
-    if size != data.num_features:
+    """Instantiate ``cfg.model`` after checking its sizes against the data it will see."""
+    m = cfg.model
+    if "input_size" in m and m.input_size != data.num_features:
         raise ValueError(
-            f"model.input_size={size} but the dataset gives {data.num_features} features "
+            f"model.input_size={m.input_size} but the dataset gives {data.num_features} features "
             f"({data.feature_names}); leave model.input_size at its default "
             "${lq.len:${dataset.features}} so it follows dataset.features"
         )
-    return instantiate(cfg.model)
+    news_size = m.get("news_size", 0)
+    if news_size and not cfg.use_news:
+        raise ValueError(
+            f"model={cfg.model_name} reads news (model.news_size={news_size}): run with use_news=true"
+            + (" (or model.use_text=false model.news_size=0 for its price-only variant)" if "use_text" in m else "")
+        )
+    if news_size != data.news_size:
+        raise ValueError(
+            f"model.news_size={news_size} but the text encoder gives {data.news_size}-dim embeddings; "
+            "leave model.news_size at its default so it follows encoder.dim"
+        )
+    return instantiate(m)
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -58,12 +84,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    if cfg.use_news:
-        raise NotImplementedError(
-            "use_news=true needs the news modality (text encoders and news models), which is not built yet; "
-            "run with use_news=false"
-        )
-
     t = cfg.trainer
     seed_everything(cfg.seed, deterministic=t.deterministic)
     device = resolve_device(t.device, t.gpu_id)

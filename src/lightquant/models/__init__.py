@@ -9,12 +9,16 @@ Every model is a single-device ``nn.Module`` built from keyword arguments (Hydra
   after ``loss = BCEWithLogits(model(batch), batch.y)``; its result is added to ``loss``
   before backward (used by ``AdvLSTM`` for its adversarial term).
 
-Models: ``LSTM`` (``bidirectional=True`` for BiLSTM), ``ALSTM``, ``AdvLSTM`` (Adv-ALSTM).
+Price models (``news_size > 0`` fuses each day's mean text embedding): ``LSTM``
+(``bidirectional=True`` for BiLSTM), ``ALSTM``, ``AdvLSTM`` (Adv-ALSTM).
+News models (need ``batch.news``): ``HAN``, ``StockNet``, ``PEN``.
 """
 
 from lightquant.models.adv_lstm import AdvLSTM
 from lightquant.models.alstm import ALSTM
+from lightquant.models.han import HAN
 from lightquant.models.layers import TemporalAttention
 from lightquant.models.lstm import LSTM
+from lightquant.models.stocknet import StockNet
 
-__all__ = ["LSTM", "ALSTM", "AdvLSTM", "TemporalAttention"]
+__all__ = ["LSTM", "ALSTM", "AdvLSTM", "HAN", "StockNet", "TemporalAttention"]

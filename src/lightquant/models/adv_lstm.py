@@ -30,8 +30,9 @@ class AdvLSTM(ALSTM):
         epsilon: float = 0.01,
         perturbation_size: float = 0.0,
         adv_weight: float = 1.0,
+        news_size: int = 0,
     ) -> None:
-        super().__init__(input_size, hidden_size, attention_size, layers, dropout)
+        super().__init__(input_size, hidden_size, attention_size, layers, dropout, news_size)
         self.epsilon = check_non_negative_float("epsilon", epsilon)
         self.perturbation_size = check_non_negative_float("perturbation_size", perturbation_size)
         self.adv_weight = check_non_negative_float("adv_weight", adv_weight)

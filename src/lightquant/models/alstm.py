@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from lightquant.batch import Batch
-from lightquant.models.layers import TemporalAttention, check_non_negative_float, check_positive_int
+from lightquant.models.layers import check_non_negative_int, price_news_inputs, TemporalAttention, check_non_negative_float, check_positive_int
 
 
 class ALSTM(nn.Module):
@@ -16,6 +16,7 @@ class ALSTM(nn.Module):
     The model is split into ``latent`` (everything up to and including dropout) and ``head``
     (the linear classifier) so that Adv-ALSTM can perturb exactly the latent the head sees.
     ``dropout`` acts between stacked LSTM layers (``layers > 1``) and on the latent.
+    ``news_size > 0`` (``use_news=true``) appends each day's mean text embedding to x_t.
     """
 
     def __init__(
@@ -25,6 +26,7 @@ class ALSTM(nn.Module):
         attention_size: int = 128,
         layers: int = 2,
         dropout: float = 0.2,
+        news_size: int = 0,
     ) -> None:
         super().__init__()
         check_positive_int("input_size", input_size)
@@ -32,7 +34,8 @@ class ALSTM(nn.Module):
         check_positive_int("attention_size", attention_size)
         check_positive_int("layers", layers)
         dropout = check_non_negative_float("dropout", dropout, below_one=True)
-        self.mapping = nn.Linear(input_size, hidden_size)  # feature mapping layer W_m, b
+        self.news_size = check_non_negative_int("news_size", news_size)
+        self.mapping = nn.Linear(input_size + news_size, hidden_size)  # feature mapping layer W_m, b
         self.rnn = nn.LSTM(
             hidden_size,
             hidden_size,
@@ -48,7 +51,7 @@ class ALSTM(nn.Module):
         self, batch: Batch, return_attention: bool = False
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """(B, T, F) -> e (B, 2H), and the attention weights alpha (B, T) if asked."""
-        m = torch.tanh(self.mapping(batch.x))  # (B, T, H)
+        m = torch.tanh(self.mapping(price_news_inputs(batch, self.news_size)))  # (B, T, H)
         h, _ = self.rnn(m)  # (B, T, H) last layer's states at every step
         a, alpha = self.attention(h)  # (B, H), (B, T)
         # dropout inside the latent (not in head) so an adversarial perturbation is computed

@@ -66,6 +66,25 @@ class TemporalAttention(nn.Module):
         return a, alpha
 
 
+def check_non_negative_int(name: str, value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+    return value
+
+
+def price_news_inputs(batch, news_size: int) -> torch.Tensor:
+    """Per-day inputs of a price model: ``batch.x`` (B, T, F), plus with ``news_size > 0`` the
+    mean embedding of each day's texts (B, T, E) appended (zeros on days without news)."""
+    if news_size == 0:
+        return batch.x
+    if batch.news is None or batch.news_mask is None:
+        raise ValueError(f"model has news_size={news_size} but the batch has no news: run with use_news=true")
+    if batch.news.shape[-1] != news_size:
+        raise ValueError(f"batch news embeddings have size {batch.news.shape[-1]}, model news_size={news_size}")
+    pooled = masked_mean(batch.news, batch.news_mask, dim=2)  # (B, T, K, E) -> (B, T, E)
+    return torch.cat([batch.x, pooled.to(batch.x.dtype)], dim=-1)  # (B, T, F+E)
+
+
 def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int) -> torch.Tensor:
     """Mean of ``x`` over ``dim`` where ``mask`` (x's shape without the last dim) is True; 0 if none."""
     m = mask.unsqueeze(-1).to(x.dtype)

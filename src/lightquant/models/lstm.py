@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from lightquant.batch import Batch
-from lightquant.models.layers import check_bool, check_non_negative_float, check_positive_int
+from lightquant.models.layers import check_non_negative_int, price_news_inputs, check_bool, check_non_negative_float, check_positive_int
 
 
 class LSTM(nn.Module):
@@ -15,7 +15,8 @@ class LSTM(nn.Module):
     ``dropout`` acts between stacked LSTM layers (``layers > 1``) and always before the head,
     so it also acts with ``layers=1``. With ``bidirectional=True`` (BiLSTM) the feature is the
     forward direction's state at t=T-1 concatenated with the backward direction's state at
-    t=0, i.e. each direction's state after reading the whole window.
+    t=0, i.e. each direction's state after reading the whole window. ``news_size > 0``
+    (``use_news=true``) appends each day's mean text embedding to its price features.
     """
 
     def __init__(
@@ -25,6 +26,7 @@ class LSTM(nn.Module):
         layers: int = 2,
         dropout: float = 0.2,
         bidirectional: bool = False,
+        news_size: int = 0,
     ) -> None:
         super().__init__()
         check_positive_int("input_size", input_size)
@@ -32,9 +34,10 @@ class LSTM(nn.Module):
         check_positive_int("layers", layers)
         dropout = check_non_negative_float("dropout", dropout, below_one=True)
         check_bool("bidirectional", bidirectional)
+        self.news_size = check_non_negative_int("news_size", news_size)
         self.directions = 2 if bidirectional else 1
         self.rnn = nn.LSTM(
-            input_size,
+            input_size + news_size,
             hidden_size,
             num_layers=layers,
             batch_first=True,
@@ -47,7 +50,7 @@ class LSTM(nn.Module):
 
     def latent(self, batch: Batch) -> torch.Tensor:
         """(B, T, F) -> (B, D*H) last-layer final state of each direction, after dropout."""
-        _, (h_n, _) = self.rnn(batch.x)  # h_n: (layers*D, B, H), last layer's directions last
+        _, (h_n, _) = self.rnn(price_news_inputs(batch, self.news_size))  # h_n: (layers*D, B, H), last layer's directions last
         # h_n[-2] = forward at t=T-1, h_n[-1] = backward at t=0 (bidirectional case)
         last = h_n[-self.directions :]  # (D, B, H)
         return self.dropout(last.transpose(0, 1).reshape(last.shape[1], -1))  # (B, D*H)

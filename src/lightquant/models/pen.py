@@ -12,6 +12,13 @@ from lightquant.batch import Batch
 from lightquant.models.layers import TemporalAttention, check_non_negative_float, check_positive_int
 
 
+def _gaussian(out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, 2Z) linear output -> mean, log variance (B, Z) in float32 (bf16 exp/KL lose too much);
+    the log variance is clamped so exp() cannot overflow or vanish early in training."""
+    mu, log_var = out.float().chunk(2, dim=-1)
+    return mu, log_var.clamp(-10.0, 10.0)
+
+
 def _gaussian_kl(mu_q: torch.Tensor, lv_q: torch.Tensor, mu_p: torch.Tensor, lv_p: torch.Tensor) -> torch.Tensor:
     """KL(N(mu_q, e^lv_q) || N(mu_p, e^lv_p)) summed over the last dim: (B, Z) -> (B,)."""
     return 0.5 * (lv_p - lv_q + (lv_q.exp() + (mu_q - mu_p) ** 2) / lv_p.exp() - 1.0).sum(-1)
@@ -35,7 +42,8 @@ class PEN(nn.Module):
       ``explain`` = beta_dk * alpha_d is the text's effective weight.
 
     ``extra_loss`` = kl_weight * anneal * mean KL + salience_weight * mean entropy of beta over
-    days with text (low entropy = few texts picked). anneal = min(1, (step + 1) /
+    days with text (low entropy = few texts picked; the default 0.1 made the explanations of a
+    planted rule markedly sharper in the tests without hurting accuracy). anneal = min(1, (step + 1) /
     kl_anneal_steps), step counted in the ``kl_step`` buffer (saved with the weights).
     ``dropout`` acts on the projected prices and texts and before the head.
     """
@@ -50,7 +58,7 @@ class PEN(nn.Module):
         dropout: float = 0.2,
         kl_weight: float = 1.0,
         kl_anneal_steps: int = 1000,
-        salience_weight: float = 0.0,
+        salience_weight: float = 0.1,
     ) -> None:
         super().__init__()
         for name, value in [("input_size", input_size), ("news_size", news_size), ("hidden_size", hidden_size),
@@ -83,7 +91,9 @@ class PEN(nn.Module):
         if batch.news is None:
             raise ValueError("PEN needs news (batch.news is None): run with use_news=true")
         x, news = batch.x, batch.news  # (B, T, F), (B, T, K, E)
-        b, t, k, _ = news.shape
+        b, t, k, e = news.shape
+        if e != self.news_proj.in_features:
+            raise ValueError(f"batch news embeddings have size {e}, model news_size={self.news_proj.in_features}")
         mask = batch.news_mask if batch.news_mask is not None else news.new_ones(b, t, k, dtype=torch.bool)
         p = self.dropout(torch.tanh(self.price_proj(x)))  # (B, T, H)
         s, _ = self.price_rnn(p)  # (B, T, H) price state up to each day
@@ -113,15 +123,15 @@ class PEN(nn.Module):
         zs, kl = [], torch.zeros(b, device=x.device)
         for d in range(t):  # z_d depends on z_{d-1}: the one loop over days
             hz = torch.cat([hd[:, d], z_prev.to(hd.dtype)], dim=-1)  # (B, H + Z)
-            mu_p, lv_p = self.prior(hz).float().clamp(-10, 10).chunk(2, dim=-1)  # (B, Z) each, float32
+            mu_p, lv_p = _gaussian(self.prior(hz))  # (B, Z) each
             if labels is None:
                 z = mu_p  # eval: prior mean, deterministic
-            elif labels.shape[1] == t or d == t - 1:
+            elif d == t - 1 or labels.shape[1] == t:  # this day's label is known: posterior
                 y_d = labels[:, d - t].unsqueeze(-1) * 2 - 1  # (B, 1) in {-1, 1}
-                mu_q, lv_q = self.posterior(torch.cat([hz, y_d.to(hz.dtype)], -1)).float().clamp(-10, 10).chunk(2, -1)
-                z = mu_q + (0.5 * lv_q).exp() * torch.randn_like(mu_q)
+                mu_q, lv_q = _gaussian(self.posterior(torch.cat([hz, y_d.to(hz.dtype)], dim=-1)))
+                z = mu_q + (0.5 * lv_q).exp() * torch.randn_like(mu_q)  # reparameterised sample
                 kl = kl + _gaussian_kl(mu_q, lv_q, mu_p, lv_p)
-            else:
+            else:  # training without y_hist: sample the prior
                 z = mu_p + (0.5 * lv_p).exp() * torch.randn_like(mu_p)
             zs.append(z)
             z_prev = z

@@ -16,23 +16,27 @@ MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
 
 
 def test_groups_are_the_expected_ones():
-    assert {"synthetic", "csmd50", "csmd300"} <= set(DATASETS)
-    assert {"lstm", "bilstm", "alstm", "adv_lstm"} <= set(MODELS)
+    assert {"synthetic", "csmd50", "csmd300", "acl18"} <= set(DATASETS)
+    assert {"lstm", "bilstm", "alstm", "adv_lstm", "han", "stocknet", "pen"} <= set(MODELS)
 
 
 @pytest.mark.parametrize("dataset", DATASETS)
 @pytest.mark.parametrize("model", MODELS)
-def test_compose_and_instantiate(cfg_factory, dataset, model):
-    cfg = cfg_factory([f"dataset={dataset}", f"model={model}"], tiny=False)
+@pytest.mark.parametrize("use_news", [False, True])
+def test_compose_and_instantiate(cfg_factory, dataset, model, use_news):
+    cfg = cfg_factory([f"dataset={dataset}", f"model={model}", f"use_news={use_news}"], tiny=False)
     assert cfg.model_name == model
-    assert cfg.model.input_size == len(cfg.dataset.features) == 5
+    if "input_size" in cfg.model:
+        assert cfg.model.input_size == len(cfg.dataset.features) == 5
+    news_size = cfg.model.get("news_size", 0)
+    assert news_size in (0, cfg.encoder.dim) and (news_size > 0 or not use_news)
     net = instantiate(cfg.model)
-    b = Batch(x=torch.randn(3, cfg.dataset.look_back_window, 5), y=torch.ones(3),
-              stock=torch.zeros(3, dtype=torch.long), date=torch.zeros(3, dtype=torch.long),
-              row=torch.zeros(3, dtype=torch.long))
-    assert net(b).shape == (3,)
-    src = cfg.dataset.source
-    assert src._target_.startswith("lightquant.data.")
+    B, T, K = 3, cfg.dataset.look_back_window, 4
+    b = Batch(x=torch.randn(B, T, 5), y=torch.ones(B), stock=torch.zeros(B, dtype=torch.long),
+              date=torch.zeros(B, dtype=torch.long), row=torch.zeros(B, dtype=torch.long),
+              y_hist=torch.ones(B, T - 1), news=torch.randn(B, T, K, cfg.encoder.dim), news_mask=torch.rand(B, T, K) > 0.5)
+    assert net(b).shape == (B,)
+    assert cfg.dataset.source._target_.startswith("lightquant.data.")
     optimizer = instantiate(cfg.trainer.optimizer)(params=net.parameters())
     assert optimizer.param_groups[0]["lr"] == cfg.trainer.lr
     assert optimizer.param_groups[0]["weight_decay"] == cfg.trainer.weight_decay

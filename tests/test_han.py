@@ -39,15 +39,6 @@ def n_params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny models train faster single-threaded, and far faster on a CPU shared with other jobs."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.mark.parametrize("shape", [(1, 1, 1, 4), (4, 5, 3, 4), (6, 8, 5, 7)])
 @pytest.mark.parametrize("kw", [{}, {"price_size": 3, "layers": 2, "dropout": 0.3}])
 def test_forward_shape_and_finite_grads(shape, kw):
@@ -211,7 +202,7 @@ def accuracy(model: HAN, batch: Batch) -> float:
         return ((model(batch) > 0).float() == batch.y).float().mean().item()
 
 
-def test_learns_rule_on_last_days_texts(one_thread):
+def test_learns_rule_on_last_days_texts():
     train, signal = planted(256, seed=0)
     day_blind = (signal.flatten(1).any(-1).float() == train.y).float().mean().item()
     assert day_blind < 0.65  # the rule needs the day's position, not just the text
@@ -228,6 +219,6 @@ def test_learns_rule_on_last_days_texts(one_thread):
     assert on_signal > share + 0.1
 
 
-def test_cannot_learn_unrelated_labels(one_thread):
+def test_cannot_learn_unrelated_labels():
     model, _ = fit(planted(256, seed=0, random_labels=True)[0])
     assert accuracy(model, planted(1024, seed=7, random_labels=True)[0]) < 0.65  # held out

@@ -152,7 +152,7 @@ def test_news_models_need_use_news(cfg_factory):
         train(cfg_factory(["model=han"]))
 
 
-@pytest.mark.parametrize("model", ["lstm", "alstm", "han", "stocknet"])
+@pytest.mark.parametrize("model", ["lstm", "alstm", "adv_lstm", "bilstm", "han", "stocknet", "pen"])
 def test_every_model_trains_with_news(cfg_factory, model):
     m = train(cfg_factory([f"model={model}", "use_news=true", "trainer.epochs=1", "encoder.dim=16",
                            "dataset.max_num_tweets_len=4"]))

@@ -13,7 +13,7 @@ from lightquant.data import build_market_data
 from lightquant.data.encoders import TfidfSvdEncoder, encode_cached
 from lightquant.data.synthetic import SyntheticSource
 from lightquant.engine import EarlyStopping, Trainer, seed_everything
-from lightquant.models import HAN, LSTM, StockNet
+from lightquant.models import HAN, LSTM, PEN, StockNet
 
 pytestmark = pytest.mark.slow
 FEATURES = ["open", "high", "low", "close", "volume"]
@@ -27,6 +27,8 @@ def make_models() -> dict:
         "han": lambda: HAN(news_size=E, hidden_size=H, attention_size=16, mlp_size=16, dropout=0.0),
         "stocknet": lambda: StockNet(input_size=5, news_size=E, hidden_size=H, latent_size=8, attention_size=16,
                                      dropout=0.0, kl_anneal_steps=200),
+        "pen": lambda: PEN(input_size=5, news_size=E, hidden_size=H, latent_size=8, attention_size=16,
+                           dropout=0.2, kl_anneal_steps=200),
     }
 
 
@@ -55,9 +57,9 @@ def fit(model, data) -> float:
 def test_news_models_beat_price_only_and_placebo_news_does_not_help(panel, tmp_path_factory):
     data = news_data(panel, tmp_path_factory)
     acc = {name: fit(build(), data) for name, build in make_models().items()}
-    for name in ("han", "stocknet"):
+    for name in ("han", "stocknet", "pen"):
         assert acc[name] >= acc["lstm"] + 0.10, acc
     shifted = news_data(panel, tmp_path_factory, shift_days=7)
-    placebo = {name: fit(make_models()[name](), shifted) for name in ("han", "stocknet")}
+    placebo = {name: fit(make_models()[name](), shifted) for name in ("han", "stocknet", "pen")}
     for name, a in placebo.items():
         assert a < acc["lstm"] + 0.04, (placebo, acc)

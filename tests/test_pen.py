@@ -273,16 +273,6 @@ def rule_batch(b: int, seed: int, planted: bool = True) -> tuple[Batch, torch.Te
     return Batch(x, y, idx, idx, idx, y_hist=y_hist, news=news, news_mask=mask), sig
 
 
-@pytest.fixture
-def one_thread():
-    """These tensors are tiny: extra intra-op threads only add sync, and on a shared, busy CPU
-    their spin-waiting made one 200-step fit take ~100 s instead of ~4 s."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def fit(batch: Batch, steps: int = 200) -> PEN:
     torch.manual_seed(0)
     model = PEN(3, 8, hidden_size=16, latent_size=4, attention_size=16, dropout=0.2,
@@ -301,7 +291,7 @@ def accuracy(model: PEN, batch: Batch) -> float:
         return ((model(batch) > 0).float() == batch.y).float().mean().item()
 
 
-def test_learns_and_explains_the_planted_text_rule(one_thread):
+def test_learns_and_explains_the_planted_text_rule():
     train, _ = rule_batch(512, seed=0)
     test, sig = rule_batch(512, seed=1)
     model = fit(train)
@@ -314,7 +304,7 @@ def test_learns_and_explains_the_planted_text_rule(one_thread):
     assert hit > 0.7, hit
 
 
-def test_finds_nothing_when_the_texts_do_not_tell(one_thread):
+def test_finds_nothing_when_the_texts_do_not_tell():
     train, _ = rule_batch(512, seed=0, planted=False)
     test, _ = rule_batch(512, seed=1, planted=False)
     assert accuracy(fit(train), test) < 0.65

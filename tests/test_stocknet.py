@@ -15,15 +15,6 @@ F_IN, E, K = 3, 6, 4
 SMALL = {"hidden_size": 8, "latent_size": 4, "attention_size": 5, "dropout": 0.0}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: intra-op threads only add overhead (and thrash on a busy machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def make_batch(b: int, t: int, f: int = F_IN, e: int = E, k: int = K, seed: int = 0) -> Batch:
     """Random prices and texts; some days have no text and sample 0's window has none at all."""
     g = torch.Generator().manual_seed(seed)

@@ -57,11 +57,6 @@ def test_input_size_mismatch_is_a_clear_error(cfg_factory):
         train(cfg_factory(["model.input_size=7"]))
 
 
-def test_use_news_without_news_modality_is_a_clear_error(cfg_factory):
-    with pytest.raises(NotImplementedError, match="use_news"):
-        train(cfg_factory(["use_news=true"]))
-
-
 def test_optimized_metric():
     assert optimized_metric({"val": {"mcc": 0.25}}, "val/mcc") == 0.25
     with pytest.raises(FloatingPointError):

@@ -19,6 +19,7 @@ from lightquant.models.alstm import ALSTM
 from lightquant.models.han import HAN
 from lightquant.models.layers import TemporalAttention
 from lightquant.models.lstm import LSTM
+from lightquant.models.pen import PEN
 from lightquant.models.stocknet import StockNet
 
-__all__ = ["LSTM", "ALSTM", "AdvLSTM", "HAN", "StockNet", "TemporalAttention"]
+__all__ = ["LSTM", "ALSTM", "AdvLSTM", "HAN", "PEN", "StockNet", "TemporalAttention"]

@@ -36,7 +36,8 @@ class PEN(nn.Module):
     - Deep Recurrent Generation (StockNet's VMD): h_d = GRU(f_d); latent z_d with prior
       N(mu, sigma)(h_d, z_{d-1}) and posterior (h_d, z_{d-1}, y_d), y_d from ``batch.y_hist``
       for earlier days and ``batch.y`` for the last; posterior sample in training, prior mean
-      in eval (no label is read in eval); g_d = tanh(W [f_d, h_d, z_d]).
+      in eval (no label is read in eval); g_d = tanh(W [f_d, h_d, z_d]). A training batch
+      without ``y_hist`` samples the prior on earlier days (no KL for them).
     - Temporal attention over all T days with the last state g_T as query; the head reads only
       the attended a = sum_d alpha_d g_d, so every day acts on the logit through alpha_d and
       ``explain`` = beta_dk * alpha_d is the text's effective weight.

@@ -157,3 +157,20 @@ def test_every_model_trains_with_news(cfg_factory, model):
     m = train(cfg_factory([f"model={model}", "use_news=true", "trainer.epochs=1", "encoder.dim=16",
                            "dataset.max_num_tweets_len=4"]))
     assert m["test"]["n"] > 0 and 0 <= m["test"]["accuracy"] <= 1
+
+
+@pytest.mark.parametrize("model", ["pen", "han"])
+def test_predictions_carry_the_news_behind_them(cfg_factory, tmp_path, model):
+    import pandas as pd
+
+    m = train(cfg_factory([f"model={model}", "use_news=true", "trainer.epochs=1", "encoder.dim=16",
+                           "dataset.max_num_tweets_len=4"]))
+    pred = pd.read_csv(tmp_path / "run" / "predictions_test.csv", keep_default_na=False)
+    assert len(pred) == m["test"]["n"]
+    assert ((pred.prob_up >= 0.5).astype(int) == pred.pred_up).all()
+    assert (pred.pred_up == pred.label).mean() == pytest.approx(m["test"]["accuracy"])
+    has = pred.news_1 != ""
+    assert has.mean() > 0.5
+    # the explaining texts are never dated after the sample's day t
+    assert (pd.to_datetime(pred.news_date_1[has]) <= pd.to_datetime(pred.date[has])).all()
+    assert (pred.news_weight_1 >= pred.news_weight_2).all()

@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from lightquant.data.encoders import encode_cached
 from lightquant.data.market import MarketData, load_market_data
+from lightquant.evaluation.predictions import predict_frame
 from lightquant.engine import EarlyStopping, Trainer, describe_environment, resolve_device, seed_everything
 from lightquant.export import export_model
 
@@ -129,6 +130,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "test": trainer.evaluate(data, "test"),
     }
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False))
+    if cfg.save_predictions:
+        predict_frame(model, data, "test", batch_size=int(t.eval_batch_size)).to_csv(
+            out_dir / "predictions_test.csv", index=False
+        )
     tm = metrics["test"]
     log.info("Test: accuracy %.4f | MCC %.4f | F1 %.4f | n %d", tm["accuracy"], tm["mcc"], tm["f1"], tm["n"])
 

@@ -1,0 +1,57 @@
+"""Per-sample predictions as a table, with the news behind each one for models that explain.
+
+A model may offer ``explain(batch) -> (B, T, K)``: the weight of each text slot of the
+window on its prediction (HAN, PEN). The texts with the largest weights are written next
+to the prediction, so a user can read which news items drove it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from lightquant.data.market import MarketData
+
+
+@torch.no_grad()
+def predict_frame(
+    model: torch.nn.Module, data: MarketData, split: str, batch_size: int = 1024, top_news: int = 3
+) -> pd.DataFrame:
+    """One row per sample of ``split``: date (day t), target_date (t+1), stock, prob_up, pred_up,
+    label, return, and ``news_i``/``news_date_i``/``news_weight_i`` (i = 1..top_news, the day a
+    text is attached to) where the model explains."""
+    model.eval()
+    explain = getattr(model, "explain", None) if data.row_news is not None else None
+    s = data.splits[split]
+    probs, tops = [], []
+    for i in range(0, len(s), batch_size):
+        batch = data.batch(split, torch.arange(i, min(i + batch_size, len(s)), device=data.device))
+        probs.append(torch.sigmoid(model(batch).float()).cpu())
+        if explain is not None:
+            w = explain(batch).float().flatten(1)  # (B, T*K)
+            k = min(top_news, w.shape[1])
+            weight, pos = w.topk(k, dim=1)  # (B, k)
+            rows = batch.row[:, None] + data._offsets  # (B, T)
+            slots = data.row_news[rows].flatten(1).gather(1, pos)  # (B, k) table index, 0 = padding
+            day = data.row_day[rows.gather(1, pos // data.row_news.shape[1])]  # (B, k) day the text is attached to
+            tops.append((weight.cpu(), slots.cpu(), day.cpu()))
+    end = s.end_row.cpu()
+    prob = torch.cat(probs).numpy() if probs else np.zeros(0)
+    frame = pd.DataFrame({
+        "date": data.dates[data.row_day[end].cpu().numpy()],
+        "target_date": data.dates[data.row_day[end + 1].cpu().numpy()] if len(end) else [],
+        "stock": [data.stocks[i] for i in data.row_stock[end].cpu().tolist()],
+        "prob_up": prob,
+        "pred_up": (prob >= 0.5).astype(int),
+        "label": s.y.cpu().numpy().astype(int),
+        "return": s.ret.cpu().numpy(),
+    })
+    if tops:
+        weight, slots, day = (torch.cat(parts).numpy() for parts in zip(*tops))
+        for j in range(weight.shape[1]):
+            has = (slots[:, j] > 0) & (weight[:, j] > 0)
+            frame[f"news_{j + 1}"] = [data.news_text[k - 1] if h else "" for k, h in zip(slots[:, j], has)]
+            frame[f"news_date_{j + 1}"] = np.where(has, data.dates[day[:, j]].astype(str), "")
+            frame[f"news_weight_{j + 1}"] = np.where(has, weight[:, j], 0.0)
+    return frame

@@ -3,6 +3,10 @@
 A model is any ``nn.Module`` with ``forward(batch) -> logits (B,)``; it may add an
 auxiliary training loss through ``extra_loss(batch, loss) -> Tensor`` (Adv-LSTM's
 adversarial term). The engine knows models only through that interface.
+
+Trackers, plots and the like attach as callbacks: objects with any of
+``on_epoch_end(trainer, row)`` (``row`` = the epoch's logged metrics) and
+``on_fit_end(trainer)``; the engine imports none of them.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import copy
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +59,7 @@ class Trainer:
         checkpoint_dir: str | Path | None = None,
         checkpoint_extra: dict | None = None,
         progress: bool | None = None,
+        callbacks: Sequence[object] = (),
     ) -> None:
         if epochs < 1:
             raise ValueError(f"trainer.epochs={epochs} must be >= 1")
@@ -73,6 +78,7 @@ class Trainer:
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         self.checkpoint_extra = checkpoint_extra or {}
         self.progress = sys.stdout.isatty() if progress is None else progress
+        self.callbacks = list(callbacks)
         self.history: list[dict[str, float]] = []
         self.epoch = 0  # epochs completed
         self._extra_loss: Callable | None = getattr(model, "extra_loss", None)
@@ -145,6 +151,7 @@ class Trainer:
             self._save("last.pt")
             if improved:
                 self._save("best.pt")
+            self._callback("on_epoch_end", row)
             if self.early_stopping.should_stop:
                 log.info(
                     "Early stopping: %s did not improve for %d epochs (best %.4f at epoch %d)",
@@ -155,7 +162,14 @@ class Trainer:
         self.model.load_state_dict(best_state)
         if self.early_stopping.best is not None:
             log.info("Restored best weights from epoch %d", self.early_stopping.best_epoch)
+        self._callback("on_fit_end")
         return self.history
+
+    def _callback(self, hook: str, *args) -> None:
+        for cb in self.callbacks:
+            fn = getattr(cb, hook, None)
+            if fn is not None:
+                fn(self, *args)
 
     # ---------------------------------------------------------------- evaluation
     @torch.no_grad()

@@ -81,7 +81,7 @@ def price_news_inputs(batch, news_size: int) -> torch.Tensor:
         raise ValueError(f"model has news_size={news_size} but the batch has no news: run with use_news=true")
     if batch.news.shape[-1] != news_size:
         raise ValueError(f"batch news embeddings have size {batch.news.shape[-1]}, model news_size={news_size}")
-    pooled = masked_mean(batch.news, batch.news_mask, dim=2)  # (B, T, K, E) -> (B, T, E)
+    pooled = masked_mean(batch.news, batch.news_mask, dim=-2)  # (..., T, K, E) -> (..., T, E)
     return torch.cat([batch.x, pooled.to(batch.x.dtype)], dim=-1)  # (B, T, F+E)
 
 

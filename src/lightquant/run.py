@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from lightquant.data.encoders import encode_cached
@@ -54,6 +54,12 @@ def build_data(cfg: DictConfig) -> MarketData:
         encoder = instantiate(cfg.encoder)
         emb = encode_cached(encoder, data.train_texts(), data.news_text, cfg.paths.cache_dir)
         data = data.with_news(emb, int(d.max_num_tweets_len))
+    # The model decides the item layout: cross-sectional models (DTML) take date items,
+    # multi-horizon models (SCINet) take labels for days t+1 .. t+pred_len.
+    if getattr(get_class(cfg.model._target_), "batch_layout", "stock") == "date":
+        data = data.by_date(d.get("n_stocks"), seed=int(cfg.seed))
+    if cfg.model.get("pred_len", 1) > 1:
+        data = data.with_horizons(int(cfg.model.pred_len))
     return data
 
 
@@ -126,8 +132,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "best_epoch": es.best_epoch,
         "epochs_trained": trainer.epoch,
         "monitor": es.monitor,
-        "val": trainer.evaluate(data, "val"),
-        "test": trainer.evaluate(data, "test"),
+        "val": trainer.evaluate(data, "val", per_horizon=True),
+        "test": trainer.evaluate(data, "test", per_horizon=True),
     }
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False))
     if cfg.save_predictions:

@@ -37,12 +37,20 @@ SPLITS = ("train", "val", "test")
 
 @dataclass
 class Split:
-    end_row: torch.Tensor  # (N,) long: row of the sample's last input day t
-    y: torch.Tensor  # (N,) float: 1.0 = up
-    ret: torch.Tensor  # (N,) float: the next-day return the label was made from
+    """The samples of one split. Per-stock layout: ``end_row`` (N,), ``y``/``ret`` (N,) or (N, H)
+    with horizons. Date layout: ``end_row``/``y``/``ret``/``mask`` (N, S), ``day`` (N,)."""
+
+    end_row: torch.Tensor  # row of the sample's last input day t
+    y: torch.Tensor  # float: 1.0 = up
+    ret: torch.Tensor  # float: the return each label was made from
+    mask: torch.Tensor | None = None  # bool, like y: False = padding / no label; None = all real
+    day: torch.Tensor | None = None  # (N,) date index of date items
 
     def __len__(self) -> int:
         return self.end_row.shape[0]
+
+    def to(self, device: torch.device | str) -> "Split":
+        return Split(*(t.to(device) if t is not None else None for t in (self.end_row, self.y, self.ret, self.mask, self.day)))
 
 
 @dataclass
@@ -60,12 +68,18 @@ class MarketData:
     norm_mean: torch.Tensor  # (F,)
     norm_std: torch.Tensor  # (F,)
     row_up: torch.Tensor  # (R,) float movement label of each row (day -> next trading day)
+    row_labeled: torch.Tensor  # (R,) bool: the row's movement is a usable label (not dropped)
+    market: torch.Tensor  # (D, F) equal-weighted mean of all stocks' features per day
+    bounds: dict  # split -> (first, last) target day, inclusive
     train_end: np.datetime64  # last target day of the training split
+    layout: str = "stock"  # "stock": one window per item; "date": one date's stocks per item
+    horizons: int = 1
     # News store (set by with_news): a flat embedding table with a zero row 0 for padding,
     # and per row the table index of up to K texts (0 = none). Batches gather from it, so
     # samples x window x texts x dim is never materialised.
     news_emb: torch.Tensor | None = None  # (N+1, E)
     row_news: torch.Tensor | None = None  # (R, K) long
+    _row_ret: torch.Tensor | None = None  # (R,) next-day return of each row (for horizon labels)
     _offsets: torch.Tensor = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -80,23 +94,100 @@ class MarketData:
         return self.features.device
 
     def batch(self, split: str, idx: torch.Tensor) -> Batch:
-        """Gather samples ``idx`` of ``split`` into a :class:`Batch` (on this data's device)."""
+        """Gather items ``idx`` of ``split`` into a :class:`Batch` (on this data's device).
+
+        ``...`` below is (B,) per stock and (B, S) for date items."""
         s = self.splits[split]
-        end = s.end_row[idx]  # (B,)
-        rows = end[:, None] + self._offsets  # (B, T)
+        end = s.end_row[idx]  # (...)
+        rows = end.unsqueeze(-1) + self._offsets  # (..., T)
+        if s.day is not None:  # date items: the market over the calendar days ending at the date
+            days = (s.day[idx][:, None] + self._offsets).clamp_min(0)  # (B, T)
+        else:  # one stock: the market on that stock's own trading days
+            days = self.row_day[rows]  # (B, T)
         batch = Batch(
-            x=self.features[rows],  # (B, T, F)
+            x=self.features[rows],  # (..., T, F)
             y=s.y[idx],
+            y_mask=s.mask[idx] if s.mask is not None else None,
             stock=self.row_stock[end],
             date=self.row_day[end],
             row=end,
-            y_hist=self.row_up[rows[:, :-1]],  # (B, T-1): movements j -> j+1, all known at t
+            y_hist=self.row_up[rows[..., :-1]],  # (..., T-1): movements j -> j+1, all known at t
+            market=self.market[days],  # (B, T, F)
         )
         if self.row_news is not None:
-            slots = self.row_news[rows]  # (B, T, K)
-            batch.news = self.news_emb[slots]  # (B, T, K, E)
+            slots = self.row_news[rows]  # (..., T, K)
+            batch.news = self.news_emb[slots]  # (..., T, K, E)
             batch.news_mask = slots > 0
         return batch
+
+    def with_horizons(self, horizons: int) -> "MarketData":
+        """Labels for days t+1 .. t+H per sample (column h-1: movement t+h-1 -> t+h), masked
+        where that day has no usable label or lies beyond the sample's split (so no training
+        label reaches into the validation period)."""
+        if horizons < 1:
+            raise ValueError(f"model.pred_len={horizons} must be >= 1")
+        if self.layout != "stock" or self.horizons != 1:
+            raise ValueError("with_horizons applies to single-horizon per-stock data")
+        if horizons == 1:
+            return self
+        R = len(self.row_up)
+        h = torch.arange(horizons, device=self.device)  # (H,)
+        splits = {}
+        for name, s in self.splits.items():
+            r = s.end_row[:, None] + h  # (N, H) rows of days t .. t+H-1
+            ok = r < R
+            r = r.clamp_max(R - 1)
+            ok &= self.row_stock[r] == self.row_stock[s.end_row][:, None]
+            ok &= self.row_labeled[r]
+            # the movement r -> r+1 ends on row r+1's day, which must lie in this split
+            nxt = (r + 1).clamp_max(R - 1)
+            last = np.searchsorted(self.dates, self.bounds[name][1], side="right") - 1
+            ok &= (self.row_day[nxt] <= int(last)) & (self.row_stock[nxt] == self.row_stock[r])
+            y = torch.where(ok, self.row_up[r], torch.zeros((), device=self.device))
+            ok[:, 0] = True  # the headline t+1 label is the sample's own
+            y[:, 0] = s.y
+            splits[name] = Split(s.end_row, y, torch.where(ok, self._row_ret[r], torch.zeros((), device=self.device)), ok)
+        return replace(self, splits=splits, horizons=horizons)
+
+    def by_date(self, n_stocks: int | None = None, seed: int = 0) -> "MarketData":
+        """Regroup every split into date items: all samples whose day t is the same date, in
+        groups of ``n_stocks`` (a seeded partition, so every stock-day still appears exactly
+        once) or all of them (``None``); padding slots are masked."""
+        if self.layout != "stock" or self.horizons != 1:
+            raise ValueError("by_date applies to single-horizon per-stock data")
+        if n_stocks is not None and n_stocks < 1:
+            raise ValueError(f"dataset.n_stocks={n_stocks} must be >= 1 or null (all stocks of a date)")
+        rng = np.random.default_rng(seed)
+        pad_row = self.look_back_window - 1  # any row whose window indexes stay in range
+        splits = {}
+        for name, s in self.splits.items():
+            end = s.end_row.cpu().numpy()
+            day = self.row_day.cpu().numpy()[end]
+            order = np.argsort(day, kind="stable")
+            starts = np.flatnonzero(np.r_[True, day[order][1:] != day[order][:-1]])
+            groups: list[np.ndarray] = []
+            for a, b in zip(starts, np.r_[starts[1:], len(order)]):
+                members = order[a:b]
+                if n_stocks is None or len(members) <= n_stocks:
+                    groups.append(members)
+                else:
+                    members = rng.permutation(members)
+                    groups.extend(members[i : i + n_stocks] for i in range(0, len(members), n_stocks))
+            width = max((len(g) for g in groups), default=1)
+            idx = np.full((len(groups), width), -1)
+            for i, g in enumerate(groups):
+                idx[i, : len(g)] = g
+            mask = torch.from_numpy(idx >= 0)
+            take = torch.from_numpy(np.maximum(idx, 0))
+            splits[name] = Split(
+                end_row=torch.where(mask, s.end_row.cpu()[take], pad_row),
+                y=torch.where(mask, s.y.cpu()[take], 0.0),
+                ret=torch.where(mask, s.ret.cpu()[take], 0.0),
+                mask=mask,
+                day=torch.from_numpy(day[idx[:, 0]] if len(groups) else np.zeros(0, dtype=np.int64)),
+            )
+        out = replace(self, splits=splits, layout="date")
+        return out.to(self.device)
 
     @property
     def news_size(self) -> int:
@@ -134,7 +225,7 @@ class MarketData:
             for k, v in self.__dict__.items()
             if k != "_offsets"
         }
-        moved["splits"] = {k: Split(*(t.to(device) for t in (s.end_row, s.y, s.ret))) for k, s in self.splits.items()}
+        moved["splits"] = {k: s.to(device) for k, s in self.splits.items()}
         return MarketData(**moved)
 
     def texts(self, row: int) -> list[str]:
@@ -286,8 +377,21 @@ def build_market_data(
         norm_mean=torch.from_numpy(mean.astype(np.float32)),
         norm_std=torch.from_numpy(std.astype(np.float32)),
         row_up=torch.from_numpy(np.nan_to_num(up.astype(np.float32) * np.isfinite(ret))),
+        row_labeled=torch.from_numpy(np.isfinite(ret) & (up | down)),
+        market=torch.from_numpy(_market_features(xn, bad, rows.day, len(panel.dates))),
+        bounds=bounds,
         train_end=bounds["train"][1],
+        _row_ret=torch.from_numpy(np.nan_to_num(ret).astype(np.float32)),
     )
+
+
+def _market_features(x: np.ndarray, bad: np.ndarray, day: np.ndarray, n_days: int) -> np.ndarray:
+    """(D, F) equal-weighted mean over the stocks trading each day (0 where none): the market
+    context for datasets without an index series."""
+    ok = ~bad
+    count = np.bincount(day[ok], minlength=n_days).astype(np.float64)
+    sums = np.stack([np.bincount(day[ok], weights=x[ok, f], minlength=n_days) for f in range(x.shape[1])], axis=1)
+    return (sums / np.maximum(count, 1.0)[:, None]).astype(np.float32)
 
 
 def load_market_data(source, cache_dir: str | None = None, **kwargs) -> MarketData:

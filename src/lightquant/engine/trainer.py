@@ -42,6 +42,18 @@ def _fmt_time(seconds: float) -> str:
     return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
 
 
+def masked_bce(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean BCE-with-logits over the real labels (padding stocks, missing horizons excluded).
+    In float32: autocast may hand back bf16/fp16 logits."""
+    if logits.shape != y.shape:
+        raise ValueError(f"model returned logits of shape {tuple(logits.shape)} for labels of shape {tuple(y.shape)}")
+    if mask is None:
+        return F.binary_cross_entropy_with_logits(logits.float(), y)
+    w = mask.to(torch.float32)
+    per = F.binary_cross_entropy_with_logits(logits.float(), y, reduction="none")
+    return (per * w).sum() / w.sum().clamp_min(1.0)
+
+
 class Trainer:
     def __init__(
         self,
@@ -103,8 +115,8 @@ class Trainer:
             task = bar.add_task("train", total=n_batches)
             for i in range(0, n, self.batch_size):
                 batch = data.batch("train", order[i : i + self.batch_size])
-                logits = self.model(batch)  # (B,)
-                loss = F.binary_cross_entropy_with_logits(logits.float(), batch.y)
+                logits = self.model(batch)  # shaped like batch.y
+                loss = masked_bce(logits, batch.y, batch.y_mask)
                 objective = loss + self._extra_loss(batch, loss) if self._extra_loss else loss
                 self.optimizer.zero_grad(set_to_none=True)
                 objective.backward()
@@ -173,25 +185,37 @@ class Trainer:
 
     # ---------------------------------------------------------------- evaluation
     @torch.no_grad()
-    def predict(self, data: MarketData, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits and labels of every sample of ``split``, in the split's order."""
+    def predict(self, data: MarketData, split: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Logits, labels and label mask of every item of ``split``, in the split's order
+        (shaped like the split's ``y``: (N,), (N, H) with horizons, (N, S) for date items)."""
         self.model.eval()
-        n = len(data.splits[split])
-        logits, labels = [], []
-        for i in range(0, n, self.eval_batch_size):
-            batch = data.batch(split, torch.arange(i, min(i + self.eval_batch_size, n), device=data.device))
+        s = data.splits[split]
+        logits = []
+        for i in range(0, len(s), self.eval_batch_size):
+            batch = data.batch(split, torch.arange(i, min(i + self.eval_batch_size, len(s)), device=data.device))
             logits.append(self.model(batch).float())
-            labels.append(batch.y)
-        if not logits:
-            return torch.zeros(0), torch.zeros(0)
-        return torch.cat(logits).cpu(), torch.cat(labels).cpu()
+        y = s.y.cpu()
+        mask = s.mask.cpu() if s.mask is not None else torch.ones_like(y, dtype=torch.bool)
+        return (torch.cat(logits).cpu() if logits else torch.zeros_like(y)), y, mask
 
-    def evaluate(self, data: MarketData, split: str) -> dict[str, float]:
-        logits, y = self.predict(data, split)
-        if len(y) == 0:
+    def evaluate(self, data: MarketData, split: str, per_horizon: bool = False) -> dict:
+        """Loss (the training objective, over every real label) and the headline metrics: the
+        t+1 movement of every stock-day (horizon 1 of a multi-horizon model). ``per_horizon``
+        adds ``horizons: {"t+h": metrics}``."""
+        logits, y, mask = self.predict(data, split)
+        if not mask.any():
             return {"loss": float("nan"), "accuracy": float("nan"), "mcc": float("nan"), "f1": float("nan"), "n": 0}
-        loss = float(F.binary_cross_entropy_with_logits(logits, y))
-        return {"loss": loss, **classification_metrics(y.numpy(), torch.sigmoid(logits).numpy())}
+        out = {"loss": float(masked_bce(logits, y, mask))}
+        if data.horizons > 1:  # (N, H): the headline is t+1
+            out.update(classification_metrics(y[:, 0].numpy(), torch.sigmoid(logits[:, 0]).numpy()))
+            if per_horizon:
+                out["horizons"] = {
+                    f"t+{h + 1}": classification_metrics(y[mask[:, h], h].numpy(), torch.sigmoid(logits[mask[:, h], h]).numpy())
+                    for h in range(y.shape[1])
+                }
+        else:  # (N,) or date items (N, S): every real stock-day
+            out.update(classification_metrics(y[mask].numpy(), torch.sigmoid(logits[mask]).numpy()))
+        return out
 
     # --------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict:

@@ -18,11 +18,12 @@ from lightquant.data.market import MarketData
 def predict_frame(
     model: torch.nn.Module, data: MarketData, split: str, batch_size: int = 1024, top_news: int = 3
 ) -> pd.DataFrame:
-    """One row per sample of ``split``: date (day t), target_date (t+1), stock, prob_up, pred_up,
-    label, return, and ``news_i``/``news_date_i``/``news_weight_i`` (i = 1..top_news, the day a
-    text is attached to) where the model explains."""
+    """One row per stock-day of ``split``: date (day t), target_date (t+1), stock, prob_up,
+    pred_up, label, return; ``prob_up_t+h`` for every horizon of a multi-horizon model; and
+    ``news_i``/``news_date_i``/``news_weight_i`` (i = 1..top_news, the day a text is attached
+    to) where the model explains."""
     model.eval()
-    explain = getattr(model, "explain", None) if data.row_news is not None else None
+    explain = getattr(model, "explain", None) if data.row_news is not None and data.layout == "stock" else None
     s = data.splits[split]
     probs, tops = [], []
     for i in range(0, len(s), batch_size):
@@ -36,16 +37,25 @@ def predict_frame(
             slots = data.row_news[rows].flatten(1).gather(1, pos)  # (B, k) table index, 0 = padding
             day = data.row_day[rows.gather(1, pos // data.row_news.shape[1])]  # (B, k) day the text is attached to
             tops.append((weight.cpu(), slots.cpu(), day.cpu()))
-    end = s.end_row.cpu()
-    prob = torch.cat(probs).numpy() if probs else np.zeros(0)
+    prob = torch.cat(probs) if probs else torch.zeros_like(s.y.cpu())
+    end, y, ret = s.end_row.cpu(), s.y.cpu(), s.ret.cpu()
+    extra = {}
+    if data.layout == "date":  # (N, S) -> the real stock-days
+        m = s.mask.cpu()
+        end, y, ret, prob = end[m], y[m], ret[m], prob[m]
+    elif data.horizons > 1:  # (N, H) -> headline t+1, other horizons as columns
+        extra = {f"prob_up_t+{h + 1}": prob[:, h].numpy() for h in range(1, data.horizons)}
+        y, ret, prob = y[:, 0], ret[:, 0], prob[:, 0]
+    prob = prob.numpy()
     frame = pd.DataFrame({
         "date": data.dates[data.row_day[end].cpu().numpy()],
         "target_date": data.dates[data.row_day[end + 1].cpu().numpy()] if len(end) else [],
         "stock": [data.stocks[i] for i in data.row_stock[end].cpu().tolist()],
         "prob_up": prob,
         "pred_up": (prob >= 0.5).astype(int),
-        "label": s.y.cpu().numpy().astype(int),
-        "return": s.ret.cpu().numpy(),
+        "label": y.numpy().astype(int),
+        "return": ret.numpy(),
+        **extra,
     })
     if tops:
         weight, slots, day = (torch.cat(parts).numpy() for parts in zip(*tops))

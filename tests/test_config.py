@@ -30,12 +30,15 @@ def test_compose_and_instantiate(cfg_factory, dataset, model, use_news):
         assert cfg.model.input_size == len(cfg.dataset.features) == 5
     news_size = cfg.model.get("news_size", 0)
     assert news_size in (0, cfg.encoder.dim) and (news_size > 0 or not use_news)
-    net = instantiate(cfg.model)
-    B, T, K = 3, cfg.dataset.look_back_window, 4
-    b = Batch(x=torch.randn(B, T, 5), y=torch.ones(B), stock=torch.zeros(B, dtype=torch.long),
-              date=torch.zeros(B, dtype=torch.long), row=torch.zeros(B, dtype=torch.long),
-              y_hist=torch.ones(B, T - 1), news=torch.randn(B, T, K, cfg.encoder.dim), news_mask=torch.rand(B, T, K) > 0.5)
-    assert net(b).shape == (B,)
+    net = instantiate(cfg.model, **({"num_stocks": 10} if cfg.model.get("num_stocks", 0) is None else {}))
+    B, T, K, E = 3, cfg.dataset.look_back_window, 4, cfg.encoder.dim
+    lead = (B, 2) if getattr(net, "batch_layout", "stock") == "date" else (B,)  # date items: 2 stocks each
+    z = torch.zeros(lead, dtype=torch.long)
+    b = Batch(x=torch.randn(*lead, T, 5), y=torch.ones(lead), stock=z, date=z, row=z,
+              y_hist=torch.ones(*lead, T - 1), market=torch.randn(B, T, 5),
+              news=torch.randn(*lead, T, K, E), news_mask=torch.rand(*lead, T, K) > 0.5)
+    horizons = cfg.model.get("pred_len", 1)
+    assert net(b).shape == (lead + (horizons,) if horizons > 1 else lead)
     assert cfg.dataset.source._target_.startswith("lightquant.data.")
     optimizer = instantiate(cfg.trainer.optimizer)(params=net.parameters())
     assert optimizer.param_groups[0]["lr"] == cfg.trainer.lr

@@ -8,7 +8,6 @@ the data layer) and checks it against an oracle computed independently from the
 from __future__ import annotations
 
 import functools
-import os
 from pathlib import Path
 
 import numpy as np

@@ -171,8 +171,7 @@ def test_eval_deterministic_and_per_sample():
         full = model(batch)
         torch.testing.assert_close(model(batch), full, rtol=0, atol=0)
         for i in (0, 1, 6):
-            one = Batch(*(v[i : i + 1] for v in (batch.x, batch.y, batch.stock, batch.date, batch.row,
-                                                 batch.y_hist, batch.news, batch.news_mask)))
+            one = Batch(**{k: (v[i : i + 1] if v is not None else None) for k, v in vars(batch).items()})
             torch.testing.assert_close(model(one)[0], full[i], rtol=1e-5, atol=1e-6)
 
 

@@ -192,11 +192,7 @@ def test_learns_position_dependent_horizons(t, levels):
     """Horizon h's label = sign of x[:, -h, 0]: each horizon reads its own day, so a model
     that mixed up its horizon outputs fails on them. Random masks exercise the masked loss."""
     h, f = 4, 3
-    torch.manual_seed(0)
-    model = SCINet(f, t, pred_len=h, SCINet_Layers=levels, hidden_size=16, dropout=0.1) if t % 4 == 0 else None
-    if model is None:
-        with pytest.warns(UserWarning, match="left-padded"):
-            model = SCINet(f, t, pred_len=h, SCINet_Layers=levels, hidden_size=16, dropout=0.1)
+    model = build(f, t, pred_len=h, SCINet_Layers=levels, hidden_size=16, dropout=0.1)
 
     def data(n: int, seed: int) -> tuple[Batch, torch.Tensor]:
         batch = make_batch(n, t, f, h, seed=seed)

@@ -180,8 +180,7 @@ def test_eval_output_is_per_sample():
         full = model(batch)
         for i in (0, 4, 8):
             sl = slice(i, i + 1)
-            one = model(Batch(batch.x[sl], batch.y[sl], batch.stock[sl], batch.date[sl], batch.row[sl],
-                              batch.y_hist[sl], batch.news[sl], batch.news_mask[sl]))
+            one = model(Batch(**{k: (v[sl] if v is not None else None) for k, v in vars(batch).items()}))
             torch.testing.assert_close(one[0], full[i], rtol=1e-5, atol=1e-6)
 
 

@@ -81,7 +81,7 @@ def test_cli_entry_point(tmp_path):
 
 @pytest.mark.parametrize("model", MODELS)
 def test_csmd50_trains_every_model(cfg_factory, csmd50_root, tmp_path, model):
-    cfg = cfg_factory([f"dataset=csmd50", f"dataset.root={csmd50_root}", f"model={model}",
+    cfg = cfg_factory(["dataset=csmd50", f"dataset.root={csmd50_root}", f"model={model}",
                        "model.hidden_size=16", "trainer.epochs=1", "trainer.device=cpu"], tiny=False)
     metrics = train(cfg)
     assert metrics["test"]["n"] > 500 and metrics["val"]["n"] > 500

@@ -69,7 +69,6 @@ class TfidfSvdEncoder:
     def fit(self, texts: Sequence[str]) -> "TfidfSvdEncoder":
         from sklearn.decomposition import TruncatedSVD
         from sklearn.feature_extraction.text import TfidfVectorizer
-        from sklearn.pipeline import make_pipeline
 
         if len(texts) == 0:
             raise ValueError("No training-period texts to fit the text encoder on; check the news folders and dataset.splits")

@@ -235,8 +235,11 @@ class MarketData:
     def summary(self) -> str:
         parts = [f"{len(self.stocks)} stocks, {len(self.dates)} days, {self.num_features} features"]
         for k, s in self.splits.items():
-            up = float(s.y.mean()) if len(s) else float("nan")
-            parts.append(f"{k} {len(s)} samples ({up:.1%} up)")
+            y = s.y[..., 0] if self.horizons > 1 else s.y  # headline t+1
+            y = y[s.mask] if self.layout == "date" else y
+            up = float(y.mean()) if len(y) else float("nan")
+            items = f" in {len(s)} dates" if self.layout == "date" else ""
+            parts.append(f"{k} {len(y)} samples{items} ({up:.1%} up)")
         parts.append(f"{len(self.news_text)} news texts")
         return "; ".join(parts)
 

@@ -7,7 +7,13 @@ import torch
 from torch import nn
 
 from lightquant.batch import Batch
-from lightquant.models.layers import check_non_negative_int, price_news_inputs, TemporalAttention, check_non_negative_float, check_positive_int
+from lightquant.models.layers import (
+    TemporalAttention,
+    check_non_negative_float,
+    check_non_negative_int,
+    check_positive_int,
+    price_news_inputs,
+)
 
 
 class ALSTM(nn.Module):

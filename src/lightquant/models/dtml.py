@@ -22,9 +22,8 @@ from lightquant.models.layers import (
 
 class AttentiveContext(nn.Module):
     """Attentive LSTM of one sequence (paper sec. 4.1): tanh(Linear) feature transformation ->
-    LSTM over the T days -> temporal attention -> context normalization (LayerNorm with a
-    learnable scale/shift; the paper's per-stock scale/shift cannot be used because a date
-    item's slots are not tied to a stock)."""
+    LSTM over the T days -> temporal attention -> normalization (LayerNorm; DTML adds the
+    paper's per-stock scale and shift on top, keyed by ``batch.stock``)."""
 
     def __init__(self, input_size: int, hidden_size: int, attention_size: int) -> None:
         super().__init__()
@@ -72,6 +71,8 @@ class DTML(nn.Module):
     attention keys, so they never change real stocks' outputs (their own logits are junk
     the engine's masked loss ignores). ``news_size > 0`` (``use_news=true``) appends each
     stock-day's mean text embedding to its price features (not to the market's).
+    ``num_stocks > 0`` (the dataset's stock count; filled in from the data when the config
+    leaves it null) gives each stock its own context scale and shift.
     """
 
     batch_layout = "date"  # the data layer builds date items (B dates x S stocks) for DTML
@@ -86,6 +87,7 @@ class DTML(nn.Module):
         dropout: float = 0.1,
         beta: float = 0.1,
         news_size: int = 0,
+        num_stocks: int = 0,
     ) -> None:
         super().__init__()
         self.input_size = check_positive_int("input_size", input_size)
@@ -102,6 +104,15 @@ class DTML(nn.Module):
         self.market_context = AttentiveContext(input_size, hidden_size, attention_size)
         self.blocks = nn.ModuleList(DataAxisBlock(hidden_size, heads, dropout) for _ in range(layers))
         self.fc = nn.Linear(hidden_size, 1)
+        # Context normalization (paper eq. 4): a learnable scale and shift per stock. It is
+        # also what lets the attention tell stocks apart, e.g. learn that one stock follows
+        # another; 0 = one shared scale/shift (the LayerNorm's own).
+        self.num_stocks = check_non_negative_int("num_stocks", num_stocks)
+        if num_stocks:
+            self.stock_scale = nn.Embedding(num_stocks, hidden_size)
+            self.stock_shift = nn.Embedding(num_stocks, hidden_size)
+            nn.init.ones_(self.stock_scale.weight)
+            nn.init.zeros_(self.stock_shift.weight)
 
     def forward(self, batch: Batch) -> torch.Tensor:
         if batch.x.dim() != 4:
@@ -116,6 +127,10 @@ class DTML(nn.Module):
         # zero padding slots: their features may be anything (even NaN) and must not leak
         x = x.masked_fill(~valid[..., None, None], 0.0)
         c = self.stock_context(x.reshape(b * s, t, -1)).view(b, s, -1)  # (B, S, H)
+        if self.num_stocks:
+            if int(batch.stock.max()) >= self.num_stocks:
+                raise ValueError(f"stock id {int(batch.stock.max())} >= num_stocks={self.num_stocks}")
+            c = c * self.stock_scale(batch.stock) + self.stock_shift(batch.stock)  # (B, S, H)
         m = self.market_context(batch.market)  # (B, H)
         h = c + self.beta * m.unsqueeze(1)  # multi-level context (B, S, H)
         # an all-padding item would mask every key (softmax over nothing -> NaN): let its

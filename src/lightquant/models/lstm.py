@@ -6,7 +6,13 @@ import torch
 from torch import nn
 
 from lightquant.batch import Batch
-from lightquant.models.layers import check_non_negative_int, price_news_inputs, check_bool, check_non_negative_float, check_positive_int
+from lightquant.models.layers import (
+    check_bool,
+    check_non_negative_float,
+    check_non_negative_int,
+    check_positive_int,
+    price_news_inputs,
+)
 
 
 class LSTM(nn.Module):

@@ -86,7 +86,7 @@ class SCINet(nn.Module):
         input_size: int,
         seq_len: int,
         pred_len: int = 1,
-        SCINet_Layers: int = 2,  # noqa: N803  (the config key of the research code)
+        SCINet_Layers: int = 2,  # named like the config key of the research code
         hidden_size: int = 64,
         kernel_size: int = 5,
         dropout: float = 0.25,

@@ -13,7 +13,6 @@ trading day on or after it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from pathlib import Path
@@ -21,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lightquant.data.csmd import _existing_dirs, _read_price_file, panel_from_frames
 from lightquant.data.panel import Panel
+from lightquant.data.prices import DataError, existing_dirs, fingerprint_files, panel_from_frames, read_price_csv
 
 log = logging.getLogger(__name__)
 
@@ -39,27 +38,23 @@ class ACL18Source:
         self.tweet_dir = Path(tweet_dir) if tweet_dir else None
 
     def _files(self) -> tuple[list[Path], list[Path]]:
-        (price_dir,) = _existing_dirs([self.price_dir], "Price")
+        (price_dir,) = existing_dirs([self.price_dir], "Price")
         prices = sorted(price_dir.glob("*.csv"))
         if not prices:
             raise FileNotFoundError(f"No price files (*.csv) in {price_dir}")
         tweets = []
         if self.tweet_dir is not None:
-            (tweet_dir,) = _existing_dirs([self.tweet_dir], "Tweet")
+            (tweet_dir,) = existing_dirs([self.tweet_dir], "Tweet")
             tweets = sorted(f for f in tweet_dir.glob("*/*") if f.is_file())
         return prices, tweets
 
     def fingerprint(self) -> str:
-        h = hashlib.sha256(f"{LOADER_VERSION}|{self.tweet_rule}".encode())
         prices, tweets = self._files()
-        for f in prices + tweets:
-            st = f.stat()
-            h.update(f"{f.resolve()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-        return h.hexdigest()
+        return fingerprint_files(prices + tweets, f"{LOADER_VERSION}|{self.tweet_rule}")
 
     def load(self) -> Panel:
         prices, tweets = self._files()
-        frames = {f.stem: _read_price_file(f) for f in prices}
+        frames = {f.stem: read_price_csv(f) for f in prices}
         stock_index = {s: i for i, s in enumerate(sorted(frames))}
         stock_ids, stamps, texts = [], [], []
         for f in tweets:
@@ -73,7 +68,7 @@ class ACL18Source:
                     try:
                         rec = json.loads(line)
                     except json.JSONDecodeError as e:
-                        raise ValueError(f"{f}:{n}: not a JSON line ({e})") from e
+                        raise DataError(f"{f}:{n}: not a JSON line ({e}); fix or delete the line") from e
                     text = rec.get("text", "")
                     text = " ".join(text) if isinstance(text, list) else str(text)
                     if text.strip():

@@ -228,6 +228,12 @@ class MarketData:
         moved["splits"] = {k: s.to(device) for k, s in self.splits.items()}
         return MarketData(**moved)
 
+    def check_splits(self) -> None:
+        """Raise a clear error when a split has no sample (a run needs all three)."""
+        for name, s in self.splits.items():
+            if len(s) == 0:
+                raise ValueError(_empty_split_message(name, self.bounds, self.dates, self.look_back_window))
+
     def texts(self, row: int) -> list[str]:
         """News texts attached to one stock-day row."""
         return self.news_text[int(self.news_ptr[row]) : int(self.news_ptr[row + 1])]
@@ -244,8 +250,22 @@ class MarketData:
         return "; ".join(parts)
 
 
+def _empty_split_message(name: str, bounds: dict, dates: np.ndarray, window: int) -> str:
+    lo, hi = bounds[name]
+    return (
+        f"The {name} split is empty (target days {lo} .. {hi}): check dataset.splits against the data's dates "
+        f"{dates[0]} .. {dates[-1]} and dataset.look_back_window={window}"
+    )
+
+
 def _split_bounds(splits: dict, dates: np.ndarray) -> dict[str, tuple[np.datetime64, np.datetime64]]:
-    """Inclusive target-date ranges for train/val/test from ``dataset.splits``."""
+    """Inclusive target-date ranges for train/val/test from ``dataset.splits``.
+
+    With neither ``train_end`` nor ``val_end`` given, the last 10 % of the dates are the test
+    period and the 10 % before them validation (said in the log)."""
+    unknown = set(splits) - {"train_start", "train_end", "val_end", "test_end"}
+    if unknown:
+        raise ValueError(f"dataset.splits has unknown key(s) {sorted(unknown)}; use train_start, train_end, val_end, test_end")
 
     def day(key: str, default: np.datetime64) -> np.datetime64:
         v = splits.get(key)
@@ -259,8 +279,15 @@ def _split_bounds(splits: dict, dates: np.ndarray) -> dict[str, tuple[np.datetim
     lo, hi = dates[0], dates[-1]
     train_start = day("train_start", lo)
     train_end, val_end = day("train_end", None), day("val_end", None)
-    if train_end is None or val_end is None:
-        raise ValueError("dataset.splits needs train_end and val_end dates (YYYY-MM-DD)")
+    if train_end is None and val_end is None:
+        n = len(dates)
+        train_end, val_end = dates[int(n * 0.8) - 1], dates[int(n * 0.9) - 1]
+        log.warning(
+            "dataset.splits sets no dates: using the last 10%% of dates as test and the 10%% before as validation "
+            "(train_end=%s, val_end=%s); set dataset.splits.train_end/val_end to choose", train_end, val_end
+        )
+    elif train_end is None or val_end is None:
+        raise ValueError("dataset.splits needs both train_end and val_end dates (YYYY-MM-DD), or neither for 80/10/10")
     test_end = day("test_end", hi)
     if not train_start <= train_end < val_end < test_end:
         raise ValueError(
@@ -350,10 +377,12 @@ def build_market_data(
             ret=torch.from_numpy(ret[sel].astype(np.float32)),
         )
     if len(split_data["train"]) == 0:
-        raise ValueError(
-            "No training samples: check dataset.splits (train_start/train_end) against the data's dates "
-            f"{panel.dates[0]} .. {panel.dates[-1]} and dataset.look_back_window={T}"
-        )
+        raise ValueError(_empty_split_message("train", bounds, panel.dates, T))
+    per_stock = np.bincount(rows.stock[usable], minlength=len(panel.stocks))
+    short = [panel.stocks[i] for i in np.flatnonzero(per_stock == 0)]
+    if short:
+        log.warning("%d stock(s) give no sample (history shorter than look_back_window=%d + 1 or no labels): %s",
+                    len(short), T, short[:10])
 
     # Normalisation statistics from training-period rows only (days up to train_end).
     train_rows = panel.dates[rows.day] <= bounds["train"][1]

@@ -1,0 +1,59 @@
+"""Checks of a composed config that run before any data is read.
+
+A typo in a size or rate should cost a second, not the minutes of data loading and
+training before the first use of the value. Model arguments are checked by building the
+model once from its config (its constructor validates every argument)."""
+
+from __future__ import annotations
+
+import warnings
+
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work; the message names the key and a fix."""
+
+
+def validate_config(cfg: DictConfig) -> None:
+    """Raise :class:`ConfigError` (or the model's own ValueError) for settings that cannot work."""
+
+    def get(key: str):
+        return OmegaConf.select(cfg, key)
+
+    for key in ("dataset.look_back_window", "dataset.batch_size", "trainer.epochs", "dataset.max_num_tweets_len",
+                "trainer.eval_batch_size", "model.hidden_size"):
+        v = get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise ConfigError(f"{key}={v!r} must be an integer >= 1")
+    lr = get("trainer.lr")
+    if not isinstance(lr, (int, float)) or isinstance(lr, bool) or not lr > 0:
+        raise ConfigError(f"trainer.lr={lr!r} must be a number > 0 (e.g. trainer.lr=3e-4)")
+    dropout = get("model.dropout")
+    if dropout is not None and not (isinstance(dropout, (int, float)) and 0 <= dropout < 1):
+        raise ConfigError(f"model.dropout={dropout!r} must be in [0, 1)")
+    if get("model.seq_len") is not None and get("model.seq_len") != get("dataset.look_back_window"):
+        raise ConfigError(
+            f"model.seq_len={get('model.seq_len')} differs from dataset.look_back_window={get('dataset.look_back_window')}; "
+            "leave model.seq_len at its default ${dataset.look_back_window}"
+        )
+    news_size = get("model.news_size") or 0
+    if news_size and not cfg.use_news:
+        raise ConfigError(
+            f"model={cfg.model_name} reads news (model.news_size={news_size}): run with use_news=true"
+            + (" (or model.use_text=false model.news_size=0 for its price-only variant)" if get("model.use_text") is not None else "")
+        )
+    if cfg.use_news and get("dataset.news_dirs") is not None and len(get("dataset.news_dirs")) == 0:
+        raise ConfigError(f"use_news=true but dataset {cfg.dataset.name} has no news folders: set dataset.news_dirs=[...]")
+    if cfg.use_news and "tweet_dir" in cfg.dataset.source and get("dataset.source.tweet_dir") is None:
+        raise ConfigError(f"use_news=true but dataset {cfg.dataset.name} has no tweets: set dataset.source.tweet_dir")
+    # Build the model once: its constructor checks every argument against the others.
+    extra = {"num_stocks": 1} if "num_stocks" in cfg.model and get("model.num_stocks") is None else {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # e.g. SCINet's padding note: said again when the real model is built
+        try:
+            instantiate(cfg.model, **extra)
+        except InstantiationException as e:  # Hydra's wrapper hides the model's own message
+            raise ConfigError(f"model={cfg.model_name}: {e.__cause__ or e}") from e

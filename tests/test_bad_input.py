@@ -94,7 +94,8 @@ def _rewrite(folder, fn):
     "edit,warning",
     [
         (lambda d: d.assign(Close=d.Close.astype(object).where(d.index != 5, "abc")), "1 non-numeric close cells"),
-        (lambda d: d.astype(object).where(np.repeat((d.index != 7)[:, None], 7, axis=1), "null"), "rows with missing"),
+        (lambda d: d.astype(object).where(np.c_[np.ones(len(d), bool), np.repeat((d.index != 7)[:, None], 6, axis=1)],
+                                          "null"), "rows with missing"),  # ACL18-style: a date, then nulls
         (lambda d: pd.concat([d, d.iloc[[10]]]), "1 duplicate dates"),
         (lambda d: d.iloc[::-1], "out of date order"),
         (lambda d: d.assign(Close=d.Close.where(d.index != 9, -1.0)), "zero or negative"),

@@ -166,7 +166,7 @@ def backtest(
         **performance(net, periods_per_year),
         "information_ratio": information_ratio(net, bench, periods_per_year),
         "turnover": float(daily["turnover"].mean()) if len(daily) else float("nan"),
-        "gross_annual_return": performance(daily["gross"].to_numpy(), periods_per_year).get("annual_return", float("nan")),
+        "gross_annual_return": performance(daily["gross"].to_numpy(), periods_per_year).get("annual_return"),
         "benchmark": performance(bench, periods_per_year),
         "settings": {"strategy": strategy, "top_k": int(top_k), "cost_bps": float(cost_bps),
                      "periods_per_year": int(periods_per_year)},

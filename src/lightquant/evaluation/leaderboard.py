@@ -13,7 +13,7 @@ import contextlib
 import math
 import os
 import subprocess
-import tempfile
+import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -58,7 +58,7 @@ def git_commit(cwd: str | Path | None = None) -> str:
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "a") as fh:
+    with open(path.with_name(f".{path.name}.lock"), "a") as fh:
         if fcntl is not None:
             fcntl.flock(fh, fcntl.LOCK_EX)  # blocks until the other writer is done
         try:
@@ -69,13 +69,13 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # A plain open (not mkstemp, which makes 0600 files): the leaderboard keeps the umask's permissions.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
@@ -87,7 +87,7 @@ def read(path: str | Path) -> pd.DataFrame:
     df = pd.read_csv(path)
     for c in TEXT_COLUMNS:  # an empty text cell reads as NaN; it is "" (e.g. a run without overrides)
         if c in df.columns:
-            df[c] = df[c].fillna("").astype(str)
+            df[c] = df[c].astype(object).fillna("").astype(str)
     return df
 
 
@@ -97,7 +97,8 @@ def append(path: str | Path, row: dict[str, Any]) -> pd.DataFrame:
     if path.suffix != ".csv":
         raise ValueError(f"leaderboard path {path} must end in .csv (the .md is written beside it)")
     with _locked(path):
-        df = pd.concat([read(path), pd.DataFrame([row])], ignore_index=True)
+        old, new = read(path), pd.DataFrame([row])
+        df = pd.concat([old, new], ignore_index=True) if len(old) else new
         _write_atomic(path, df.to_csv(index=False))
         _write_atomic(path.with_suffix(".md"), to_markdown_report(df))
     return df

@@ -1,0 +1,29 @@
+"""Evaluate an exported model: ``python evaluate.py ckpt=result/synthetic/model_saved/lstm.pth split=val``.
+
+A thin Hydra entry; the work happens in ``lightquant.evaluation.evaluate.evaluate_export``.
+"""
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from lightquant.evaluation.evaluate import evaluate_export
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
+def main(cfg: DictConfig) -> None:
+    evaluate_export(
+        cfg.ckpt,
+        cfg.split,
+        cfg.output_dir,
+        dataset=OmegaConf.to_container(cfg.dataset, resolve=True) if cfg.get("dataset") else None,
+        cache_dir=cfg.paths.cache_dir,
+        device=cfg.device,
+        gpu_id=int(cfg.gpu_id),
+        batch_size=int(cfg.batch_size),
+        top_news=int(cfg.top_news),
+        backtest=OmegaConf.to_container(cfg.backtest, resolve=True),
+    )
+
+
+if __name__ == "__main__":
+    main()

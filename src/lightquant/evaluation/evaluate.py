@@ -1,0 +1,143 @@
+"""Evaluate an exported model (``result/<dataset>/model_saved/<model>.pth``) on any split.
+
+The ``.pth`` carries its full training config, so the dataset it was trained on is rebuilt
+from the file alone (same source, features, window, splits, label rule; the data cache makes
+this cheap). Another compatible dataset may be given instead: its features and window must
+match the model's, and its inputs are normalised with the statistics the model was trained
+with (stored in the file), not with its own.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+
+from lightquant.data.market import SPLITS, MarketData
+from lightquant.engine import resolve_device
+from lightquant.evaluation.metrics import classification_metrics
+from lightquant.evaluation.predictions import predict_frame
+from lightquant.evaluation.report import backtest_predictions
+from lightquant.export import load_model
+
+log = logging.getLogger(__name__)
+
+_COMPLETE = ("name", "source", "features")  # keys only a whole dataset config has
+
+
+def dataset_config(trained: Mapping[str, Any], override: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The dataset config to evaluate on.
+
+    No override: the one the model was trained on. A complete dataset config (it has
+    name, source and features, as ``dataset=csmd300`` composes) replaces it; a partial one
+    (``+dataset.root=/data/CSMD50``) is merged onto it.
+    """
+    if not override:
+        return dict(trained)
+    if all(k in override for k in _COMPLETE):
+        return dict(override)
+    return OmegaConf.to_container(OmegaConf.merge(OmegaConf.create(dict(trained)), OmegaConf.create(dict(override))))
+
+
+def check_compatible(data: MarketData, data_info: Mapping[str, Any], model_config: Mapping[str, Any],
+                     dataset_name: str) -> None:
+    """Raise when ``data`` cannot feed the exported model, saying which key to set."""
+    want = list(data_info.get("feature_names", []))
+    if want and list(data.feature_names) != want:
+        raise ValueError(f"the model was trained on features {want} but dataset {dataset_name} gives "
+                         f"{list(data.feature_names)}; evaluate with dataset.features=[{','.join(want)}]")
+    window = data_info.get("look_back_window")
+    if window is not None and int(window) != data.look_back_window:
+        raise ValueError(f"the model was trained on look_back_window={window} but dataset {dataset_name} has "
+                         f"{data.look_back_window}; evaluate with dataset.look_back_window={window}")
+    news = int(model_config.get("news_size", 0) or 0)
+    if news != data.news_size:
+        raise ValueError(f"the model reads {news}-dim news embeddings but the data gives {data.news_size}; "
+                         "the training config's use_news/encoder must be kept")
+
+
+def renormalize(data: MarketData, mean: torch.Tensor, std: torch.Tensor) -> MarketData:
+    """Re-express ``data``'s features with the given normalisation statistics (the model's)."""
+    mean, std = mean.to(data.features), std.to(data.features)
+    raw = data.features * data.norm_std.to(data.features) + data.norm_mean.to(data.features)
+    return replace(data, features=(raw - mean) / std, norm_mean=mean, norm_std=std)
+
+
+def _log_loss(y: np.ndarray, prob: np.ndarray) -> float:
+    p = np.clip(prob.astype(np.float64), 1e-7, 1 - 1e-7)  # from probabilities: float32 sigmoid saturates at 1
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))) if len(y) else float("nan")
+
+
+def evaluate_export(
+    ckpt: str | Path,
+    split: str = "test",
+    output_dir: str | Path = "outputs/evaluate",
+    *,
+    dataset: Mapping[str, Any] | None = None,
+    cache_dir: str | None = None,
+    device: str = "auto",
+    gpu_id: int = 0,
+    batch_size: int = 1024,
+    top_news: int = 3,
+    backtest: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Evaluate ``ckpt`` on ``split``; writes ``predictions_<split>.csv``, ``metrics_<split>.json`` and,
+    with ``backtest`` enabled, ``backtest_<split>.json`` and ``equity_<split>.png`` to ``output_dir``.
+
+    ``dataset``: see :func:`dataset_config`. ``cache_dir``: the data cache (default: the training run's).
+    Returns ``{"model", "dataset", "split", "ckpt", <split>: metrics, "backtest"?: ...}``.
+    """
+    from lightquant.run import build_data  # the run module owns data building from a config
+
+    if split not in SPLITS:
+        raise ValueError(f"split={split!r}; use one of {list(SPLITS)}")
+    model, payload = load_model(ckpt)
+    train_cfg = payload.get("train_config") or {}
+    if "dataset" not in train_cfg:
+        raise ValueError(f"{ckpt} holds no training config (train_config.dataset); re-export it with train.py")
+    cfg = OmegaConf.create(train_cfg)
+    cfg.dataset = dataset_config(train_cfg["dataset"], dataset)
+    if cache_dir:
+        cfg.paths.cache_dir = str(cache_dir)
+    name, trained_on = cfg.dataset.name, train_cfg["dataset"]["name"]
+    if dataset and cfg.use_news and "Tfidf" in str(cfg.encoder.get("_target_", "")):
+        log.warning("The TF-IDF encoder is refitted on %s's training texts: its embedding axes differ from the "
+                     "ones %s was trained with unless the dataset's texts are the same", name, trained_on)
+
+    data = build_data(cfg)
+    info = payload.get("data", {})
+    check_compatible(data, info, payload["model_config"], name)
+    if "norm_mean" in info and not (torch.allclose(data.norm_mean, info["norm_mean"])
+                                    and torch.allclose(data.norm_std, info["norm_std"])):
+        log.info("Normalising %s with the statistics %s was trained with", name, trained_on)
+        data = renormalize(data, info["norm_mean"], info["norm_std"])
+
+    dev = resolve_device(device, gpu_id)
+    model, data = model.to(dev), data.to(dev)
+    pred = predict_frame(model, data, split, batch_size=batch_size, top_news=top_news)
+    y, prob = pred["label"].to_numpy(), pred["prob_up"].to_numpy()
+    split_metrics = {"loss": _log_loss(y, prob), **classification_metrics(y, prob)} if len(pred) else {"n": 0}
+
+    model_name = train_cfg.get("model_name", payload["model_config"]["_target_"].rsplit(".", 1)[-1].lower())
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    pred.to_csv(out / f"predictions_{split}.csv", index=False)
+    result: dict[str, Any] = {"model": model_name, "dataset": name, "trained_on": trained_on, "split": split,
+                              "ckpt": str(ckpt), split: split_metrics}
+    if len(pred):
+        bt = backtest_predictions(pred, out, split, backtest, title=f"{model_name} on {name}, {split} split")
+        if bt is not None:
+            result["backtest"] = bt
+    (out / f"metrics_{split}.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
+    log.info("%s on %s/%s: accuracy %.4f | MCC %.4f | n %d -> %s", model_name, name, split,
+             split_metrics.get("accuracy", float("nan")), split_metrics.get("mcc", float("nan")),
+             split_metrics["n"], out)
+    return result
+

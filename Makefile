@@ -8,9 +8,19 @@ TORCH_SPEC ?= torch==2.13.0
 INSTALLED := $(VENV)/.installed
 ARGS ?=
 PYTEST_ARGS ?=
+# Optuna sweeps (conf/hparams_search/optuna.yaml). The default sqlite study makes every sweep
+# resumable: rerun the same command and it adds N_TRIALS trials (4 slashes for an absolute path).
+N_TRIALS ?= 20
+WORKERS ?= 2
+STORAGE ?= sqlite:///multirun/optuna.db
+STUDY ?=
+DIR ?=
+SWANLOG ?= swanlog
+PORT ?= 5092
+NPROC ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-fast clean clean-cache
+.PHONY: help install train train-ddp gpu-check test test-fast leaderboard sweep sweep-parallel report dashboard clean clean-cache
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -26,11 +36,46 @@ install: $(INSTALLED) ## Create .venv and install LightQuant with its dependenci
 train: $(INSTALLED) ## Train the default model (LSTM) on the built-in synthetic market; extra overrides in ARGS="..."
 	$(BIN)/python train.py $(ARGS)
 
+train-ddp: $(INSTALLED) ## DDP over NPROC processes on this machine (torchrun; GPUs, or CPU with gloo); overrides in ARGS
+	$(BIN)/torchrun --standalone --nproc_per_node=$(NPROC) train.py trainer=ddp $(ARGS)
+
+gpu-check: $(INSTALLED) ## On a CUDA machine: train a few models in fp32/bf16/fp16, check they agree, print throughput
+	PYTHON=$(BIN)/python bash scripts/gpu_check.sh
+
 test: $(INSTALLED) ## Run the test suite (real-data tests use LIGHTQUANT_DATA or ../shared/datasets)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: $(INSTALLED) ## Run the tests without the slow end-to-end ones
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+leaderboard: $(INSTALLED) ## Print result/<dataset>/leaderboard.csv grouped by model (mean ± std over seeds); ARGS="--runs"
+	$(BIN)/python -m lightquant.evaluation.cli leaderboard $(ARGS)
+
+sweep: $(INSTALLED) ## Optuna sweep of N_TRIALS trials (resumable: STORAGE, STUDY); overrides in ARGS="model=alstm"
+	$(BIN)/python train.py hparams_search=optuna hydra.sweeper.n_trials=$(N_TRIALS) \
+	  hydra.sweeper.storage=$(STORAGE) $(if $(STUDY),hydra.sweeper.study_name=$(STUDY)) $(ARGS)
+
+# Several processes work one sqlite study, each with its own sampler seed (the same seed would
+# draw the same trials), into one sweep dir (job dirs w<worker>-<n>); one report at the end.
+sweep-parallel: $(INSTALLED) ## WORKERS processes on one Optuna study, N_TRIALS each, one sweep dir and report
+	@dir=multirun/parallel_$$(date +%Y-%m-%d_%H-%M-%S); mkdir -p $$dir; pids=; \
+	for i in $$(seq 1 $(WORKERS)); do \
+	  $(BIN)/python train.py hparams_search=optuna hydra.sweeper.n_trials=$(N_TRIALS) \
+	    hydra.sweeper.storage=$(STORAGE) $(if $(STUDY),hydra.sweeper.study_name=$(STUDY)) \
+	    hydra.sweeper.sampler.seed=$$i hydra.sweep.dir=$$dir "hydra.sweep.subdir=w$$i-\$${hydra.job.num}" \
+	    $(ARGS) > $$dir/worker$$i.log 2>&1 & pids="$$pids $$!"; \
+	  echo "worker $$i: pid $$!, log $$dir/worker$$i.log"; sleep 3; \
+	done; \
+	status=0; for p in $$pids; do wait $$p || status=1; done; \
+	$(BIN)/python -m lightquant.sweeps $$dir; exit $$status
+
+report: $(INSTALLED) ## Rewrite the report (leaderboard, best run, seed summary, plots) of DIR=multirun/<time>
+	@test -n "$(DIR)" || { echo "usage: make report DIR=multirun/<time> [ARGS='--objective val/loss']"; exit 2; }
+	$(BIN)/python -m lightquant.sweeps $(DIR) $(ARGS)
+
+dashboard: $(INSTALLED) ## Local SwanLab dashboard of the runs in SWANLOG=swanlog (installs the dashboard extra if missing)
+	@$(BIN)/python -c "import swanboard" 2>/dev/null || $(BIN)/pip install --quiet -e '.[dashboard]'
+	$(BIN)/python -m swanlab watch $(SWANLOG) --port $(PORT)
 
 clean-cache: ## Remove the processed-data cache
 	rm -rf .cache

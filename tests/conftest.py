@@ -17,6 +17,9 @@ import lightquant.run  # noqa: F401  (registers the lq.len resolver)
 # The models under test are tiny: one thread avoids oversubscription, which on a busy
 # 2-core machine made small LSTM steps up to ~100x slower than single-threaded ones.
 torch.set_num_threads(1)
+# No experiment tracking in tests, train.py subprocesses included (they inherit it): conf/tracker
+# reads its default mode from SWANLAB_MODE. Tracking tests choose a mode and a tmp log dir.
+os.environ["SWANLAB_MODE"] = "disabled"
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"

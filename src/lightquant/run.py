@@ -9,18 +9,32 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from hydra.utils import get_class, instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
+from lightquant.config_check import validate_config
 from lightquant.data.encoders import encode_cached
 from lightquant.data.market import MarketData, load_market_data
+from lightquant.engine import (
+    EarlyStopping,
+    Trainer,
+    describe_environment,
+    is_main_process,
+    place_data,
+    resolve_device,
+    seed_everything,
+)
+from lightquant.engine.checkpoint import atomic_write_text
+from lightquant.engine.distributed import main_only, rank_suffix, run_name
 from lightquant.evaluation.predictions import predict_frame
-from lightquant.engine import EarlyStopping, Trainer, describe_environment, resolve_device, seed_everything
+from lightquant.evaluation.report import finish_run
 from lightquant.export import export_model
+from lightquant.tracking import CurvesPlot
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +45,11 @@ if not OmegaConf.has_resolver("lq.len"):
     OmegaConf.register_new_resolver("lq.len", lambda xs: len(xs))
 if not OmegaConf.has_resolver("lq.news_size"):
     OmegaConf.register_new_resolver("lq.news_size", lambda use_news, dim: int(dim) if use_news else 0)
+# Under torchrun every rank composes the config (conf/hydra/default.yaml): one run dir named by
+# torchrun's run id, .hydra/ from rank 0 only, and rank r > 0 logging to train.rank<r>.log.
+for _name, _fn in {"lq.run_name": run_name, "lq.main_only": main_only, "lq.rank_suffix": rank_suffix}.items():
+    if not OmegaConf.has_resolver(_name):
+        OmegaConf.register_new_resolver(_name, _fn)
 
 
 def build_data(cfg: DictConfig) -> MarketData:
@@ -48,6 +67,7 @@ def build_data(cfg: DictConfig) -> MarketData:
         down_threshold=float(d.label.down_threshold),
         normalize=bool(d.normalize),
     )
+    data.check_splits()
     if cfg.use_news:
         if not data.news_text:
             raise ValueError(f"use_news=true but dataset {d.name} has no news texts; check its news folders")
@@ -73,25 +93,29 @@ def build_model(cfg: DictConfig, data: MarketData) -> torch.nn.Module:
             "${lq.len:${dataset.features}} so it follows dataset.features"
         )
     news_size = m.get("news_size", 0)
-    if news_size and not cfg.use_news:
-        raise ValueError(
-            f"model={cfg.model_name} reads news (model.news_size={news_size}): run with use_news=true"
-            + (" (or model.use_text=false model.news_size=0 for its price-only variant)" if "use_text" in m else "")
-        )
     if news_size != data.news_size:
         raise ValueError(
             f"model.news_size={news_size} but the text encoder gives {data.news_size}-dim embeddings; "
             "leave model.news_size at its default so it follows encoder.dim"
         )
-    return instantiate(m)
+    if "num_stocks" in m and m.num_stocks is None:  # per-stock parameters (DTML): from the data
+        with open_dict(cfg):
+            cfg.model.num_stocks = len(data.stocks)
+    elif "num_stocks" in m and m.num_stocks < len(data.stocks):
+        raise ValueError(f"model.num_stocks={m.num_stocks} but the dataset has {len(data.stocks)} stocks; leave it null")
+    return instantiate(cfg.model)
 
 
-def train(cfg: DictConfig) -> dict[str, Any]:
-    """Train ``cfg.model`` on ``cfg.dataset``; returns ``{"val": {...}, "test": {...}, ...}``."""
+def train(cfg: DictConfig, callbacks: Sequence[object] = ()) -> dict[str, Any]:
+    """Train ``cfg.model`` on ``cfg.dataset``; returns ``{"val": {...}, "test": {...}, ...}``.
+
+    ``callbacks`` (e.g. a tracker) join the Trainer's; ``curves.png`` is always drawn.
+    """
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    validate_config(cfg)  # before any work: a bad value fails in a second, not after loading
     t = cfg.trainer
+    is_main = is_main_process()  # under DDP only rank 0 writes files
     seed_everything(cfg.seed, deterministic=t.deterministic)
     device = resolve_device(t.device, t.gpu_id)
     log.info("Environment: %s", describe_environment(device))
@@ -107,6 +131,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     scheduler = instantiate(t.scheduler)(optimizer=optimizer) if t.get("scheduler") else None
 
     resolved = OmegaConf.to_container(cfg, resolve=True)
+    # written after the model is built: sizes derived from the data (num_stocks) are filled in by then
+    if is_main:
+        atomic_write_text(out_dir / "config.yaml", OmegaConf.to_yaml(resolved))
     trainer = Trainer(
         model,
         optimizer,
@@ -118,10 +145,16 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         early_stopping=EarlyStopping(**t.early_stopping),
         gradient_clip_val=t.gradient_clip_val,
         eval_batch_size=int(t.eval_batch_size),
+        precision=str(t.precision),
+        accumulate_grad_batches=int(t.accumulate_grad_batches),
+        find_unused_parameters=bool(t.get("find_unused_parameters", False)),
         checkpoint_dir=out_dir / "checkpoints",
         checkpoint_extra={"config": resolved},
+        callbacks=[*callbacks, CurvesPlot(out_dir, title=f"{cfg.model_name} on {cfg.dataset.name}")],
     )
-    data = data.to(device)
+    if t.get("resume"):
+        trainer.resume(t.resume)  # epoch, optimizer, scheduler, early stopping, best weights, RNG, history
+    data = place_data(data, device)  # on the GPU when it fits
     trainer.fit(data)
 
     es = trainer.early_stopping
@@ -135,11 +168,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "val": trainer.evaluate(data, "val", per_horizon=True),
         "test": trainer.evaluate(data, "test", per_horizon=True),
     }
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False))
+    if not is_main:  # DDP: every rank evaluated the full splits; rank 0 alone writes and exports
+        return metrics
+    predictions = predict_frame(model, data, "test", batch_size=int(t.eval_batch_size))
     if cfg.save_predictions:
-        predict_frame(model, data, "test", batch_size=int(t.eval_batch_size)).to_csv(
-            out_dir / "predictions_test.csv", index=False
-        )
+        atomic_write_text(out_dir / "predictions_test.csv", predictions.to_csv(index=False))
+    finish_run(cfg, metrics, predictions, out_dir)  # backtest into metrics["backtest"], leaderboard row
+    atomic_write_text(out_dir / "metrics.json", json.dumps(metrics, indent=2, ensure_ascii=False))
     tm = metrics["test"]
     log.info("Test: accuracy %.4f | MCC %.4f | F1 %.4f | n %d", tm["accuracy"], tm["mcc"], tm["f1"], tm["n"])
 

@@ -23,17 +23,20 @@ def predict_frame(
     ``news_i``/``news_date_i``/``news_weight_i`` (i = 1..top_news, the day a text is attached
     to) where the model explains."""
     model.eval()
+    device = next(model.parameters()).device
     explain = getattr(model, "explain", None) if data.row_news is not None and data.layout == "stock" else None
     s = data.splits[split]
     probs, tops = [], []
     for i in range(0, len(s), batch_size):
         batch = data.batch(split, torch.arange(i, min(i + batch_size, len(s)), device=data.device))
+        batch = batch.to(device)  # data may stay in host memory when it does not fit the GPU
         probs.append(torch.sigmoid(model(batch).float()).cpu())
         if explain is not None:
             w = explain(batch).float().flatten(1)  # (B, T*K)
             k = min(top_news, w.shape[1])
             weight, pos = w.topk(k, dim=1)  # (B, k)
-            rows = batch.row[:, None] + data._offsets  # (B, T)
+            pos = pos.to(data.device)
+            rows = batch.row.to(data.device)[:, None] + data._offsets  # (B, T)
             slots = data.row_news[rows].flatten(1).gather(1, pos)  # (B, k) table index, 0 = padding
             day = data.row_day[rows.gather(1, pos // data.row_news.shape[1])]  # (B, k) day the text is attached to
             tops.append((weight.cpu(), slots.cpu(), day.cpu()))

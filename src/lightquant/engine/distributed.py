@@ -1,0 +1,103 @@
+"""Data parallel over processes started by torchrun (``trainer=ddp``).
+
+torchrun starts one process per GPU (or per CPU worker) and sets ``RANK``, ``LOCAL_RANK``,
+``WORLD_SIZE`` and ``TORCHELASTIC_RUN_ID`` in each; everything here reads those, so a plain
+``python train.py`` never touches ``torch.distributed``. The Trainer wraps the model in DDP
+when a process group exists; models stay single-device ``nn.Module``s.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+import torch.distributed as dist
+
+LAUNCH = "torchrun --standalone --nproc_per_node=N train.py trainer=ddp [overrides]"
+
+
+def launched_by_torchrun() -> bool:
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def env_rank() -> int:
+    """Global rank from the launcher's environment (0 without one); valid before the process group exists."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def is_main_process() -> bool:
+    """Rank 0, or a single process: the one that logs, writes checkpoints, metrics and exports."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank() == 0
+    return env_rank() == 0
+
+
+@contextmanager
+def process_group(enabled: bool, device: str = "auto", multirun: bool = False) -> Iterator[None]:
+    """Join torchrun's process group for the duration of a run (``enabled``: ``trainer=ddp``)
+    and always leave it, even when training fails. Backend: nccl on CUDA, gloo on CPU."""
+    launched = launched_by_torchrun()
+    if launched and multirun:
+        raise RuntimeError(
+            "torchrun with --multirun: every rank would run its own sweep and sample different "
+            "hyper-parameters. Run sweeps without torchrun (one process per trial), or one torchrun "
+            "launch per setting."
+        )
+    if enabled and not launched:
+        raise RuntimeError(f"trainer=ddp needs torchrun to start its processes: {LAUNCH} (one process: drop trainer=ddp)")
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched and not enabled and world > 1:
+        raise RuntimeError(
+            f"started by torchrun with WORLD_SIZE={world} but without trainer=ddp: every process would "
+            f"train its own copy of the model. Add trainer=ddp: {LAUNCH}"
+        )
+    if not enabled:
+        yield
+        return
+    cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    if cuda:  # one GPU per process, before NCCL initialises on the wrong one
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group("nccl" if cuda else "gloo")  # address, rank, world size: env:// from torchrun
+    try:
+        if dist.get_rank() != 0:
+            _quiet_console()
+        yield
+    finally:
+        dist.destroy_process_group()
+
+
+def _quiet_console() -> None:
+    """Ranks > 0 keep their own log file (train.rank<r>.log) but leave the console to rank 0."""
+    for handler in logging.getLogger().handlers:
+        if type(handler) is logging.StreamHandler:  # not FileHandler, a subclass
+            handler.setLevel(logging.WARNING)
+
+
+# ---- Hydra run-dir naming under torchrun (registered as resolvers by lightquant.run) ----
+def run_name(default: str) -> str:
+    """The run dir's name: ``default`` (a time stamp) for one process. Under torchrun every rank
+    resolves the config itself and their ``${now:}`` stamps can straddle a second, so the name is
+    the launcher's run id, the same in every rank (random with --standalone, --rdzv_id otherwise)."""
+    if not launched_by_torchrun():
+        return default
+    run_id = os.environ.get("TORCHELASTIC_RUN_ID", "none")
+    if run_id == "none":  # a static multi-node launch without --rdzv_id
+        raise ValueError(
+            "torchrun gave no run id for the shared run dir: pass --rdzv_id=<unique name> to torchrun "
+            "(the same on every node), or set hydra.run.dir=<dir> on every node"
+        )
+    return run_id
+
+
+def main_only(value: str) -> str | None:
+    """``value`` on rank 0, None on other ranks (e.g. Hydra's output_subdir: one .hydra/ per run)."""
+    return value if env_rank() == 0 else None
+
+
+def rank_suffix() -> str:
+    """'' on rank 0, '.rank<r>' on rank r > 0: each rank's own log file in the shared run dir."""
+    r = env_rank()
+    return "" if r == 0 else f".rank{r}"

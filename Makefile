@@ -20,7 +20,7 @@ PORT ?= 5092
 NPROC ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help install train train-ddp gpu-check test test-fast leaderboard sweep sweep-parallel report dashboard clean clean-cache
+.PHONY: help install train train-ddp gpu-check test test-fast leaderboard sweep sweep-parallel report dashboard clean clean-cache bench bench-quick
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -47,6 +47,12 @@ test: $(INSTALLED) ## Run the test suite (real-data tests use LIGHTQUANT_DATA or
 
 test-fast: $(INSTALLED) ## Run the tests without the slow end-to-end ones
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+bench: $(INSTALLED) ## Benchmarks (BENCHMARKS.md): engine, data path, precision, data prep, scaling, sweeps, ACL18 quality; hours
+	$(BIN)/python -m benchmarks.run $(ARGS)
+
+bench-quick: $(INSTALLED) ## Benchmarks in minutes (quality reduced to 1 seed, 5 epochs); ARGS="--sections 1,2" picks sections
+	$(BIN)/python -m benchmarks.run --quick $(ARGS)
 
 leaderboard: $(INSTALLED) ## Print result/<dataset>/leaderboard.csv grouped by model (mean ± std over seeds); ARGS="--runs"
 	$(BIN)/python -m lightquant.evaluation.cli leaderboard $(ARGS)

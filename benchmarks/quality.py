@@ -1,0 +1,265 @@
+"""Section 7: model quality. Test accuracy and MCC of all nine models on ACL18 (the standard
+protocol, conf/dataset/acl18.yaml) and on the CSMD50 sample, mean ± std over seeds, beside
+the published ACL18 figures.
+
+Each run is ``python train.py dataset=<d> model=<m> seed=<s> ...`` in its own process (a crash
+or a leak in one run cannot touch the next), with tracking off, outputs under
+``<out>/quality/`` (never in the data folder), and the project's own cache for parsed data.
+A finished run is reused when its overrides are unchanged, so an interrupted multi-hour run
+continues where it stopped.
+
+    python -m benchmarks.quality --jobs 2                          # full: 3 seeds, default epochs
+    python -m benchmarks.quality --seeds 1 --epochs 5              # the reduced check (in reduced-5ep/)
+    python -m benchmarks.quality --datasets acl18 --models lstm,han --seeds 1,2,3,4,5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from benchmarks.common import (
+    ALL_MODELS,
+    CONF,
+    RESULTS,
+    ROOT,
+    Section,
+    Settings,
+    Table,
+    child_env,
+    fmt,
+    news_overrides,
+)
+
+#: /work/shared/datasets/README.md, "Published test results on this protocol": (accuracy %, MCC).
+#: BiLSTM and SCINet have no published ACL18 figure there.
+PUBLISHED_ACL18 = {
+    "lstm": (53.18, 0.067),
+    "alstm": (54.90, 0.104),
+    "adv_lstm": (57.20, 0.148),
+    "han": (57.64, 0.052),
+    "stocknet": (58.23, 0.081),
+    "dtml": (57.44, 0.191),
+    "pen": (59.89, 0.156),
+}
+# The tiny synthetic market of the test suite (tests/conftest.py TINY): the smoke mode.
+SMOKE_DATA = ["dataset.source.n_stocks=8", "dataset.source.end=2022-12-30", "dataset.splits.train_end=2022-06-30",
+              "dataset.splits.val_end=2022-09-30", "model.hidden_size=16"]
+
+
+def data_root() -> Path | None:
+    """The folder holding acl18/ and CSMD50/: $LIGHTQUANT_DATA, else ../shared/datasets (as the tests)."""
+    env = os.environ.get("LIGHTQUANT_DATA")
+    for p in ([Path(env)] if env else []) + [ROOT.parent / "shared" / "datasets"]:
+        if p.is_dir():
+            return p.resolve()
+    return None
+
+
+def dataset_available(name: str, root: Path | None) -> bool:
+    folder = {"acl18": "acl18", "csmd50": "CSMD50", "csmd300": "CSMD300"}.get(name)
+    return folder is None or (root is not None and (root / folder).is_dir())
+
+
+def run_overrides(dataset: str, model: str, seed: int, epochs: int | None, extra: Sequence[str] = ()) -> list[str]:
+    """What defines a run's result (the table's config column shows these, minus the seed)."""
+    ov = [f"dataset={dataset}", f"model={model}", *news_overrides(model)]
+    if epochs is not None:
+        ov.append(f"trainer.epochs={epochs}")
+    return [*ov, *extra, f"seed={seed}"]
+
+
+def run_one(overrides: list[str], run_dir: Path, out: Path, threads: int, root: Path | None) -> dict:
+    """One train.py run in its own process; reused when ``run_dir`` finished with the same overrides."""
+    record = run_dir / "bench_run.json"
+    if record.exists():
+        done = json.loads(record.read_text())
+        if done.get("overrides") == overrides:
+            return done
+    run_dir.mkdir(parents=True, exist_ok=True)
+    plumbing = [
+        f"hydra.run.dir={run_dir}",
+        f"paths.result_dir={out / 'result'}",  # the leaderboard too: nothing lands in result/ of the repo
+        "export=false",
+    ]
+    if (CONF / "tracker" / "disabled.yaml").exists():  # the tracker group exists: turn tracking off explicitly
+        plumbing.append("tracker=disabled")
+    env = child_env(threads, **({"LIGHTQUANT_DATA": str(root)} if root else {}))
+    t0 = time.perf_counter()
+    with open(run_dir / "stdout.log", "w") as log:
+        proc = subprocess.run([sys.executable, "train.py", *overrides, *plumbing], cwd=ROOT, env=env,
+                              stdout=log, stderr=subprocess.STDOUT, check=False)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0 or not (run_dir / "metrics.json").exists():
+        tail = (run_dir / "stdout.log").read_text()[-2000:]
+        return {"overrides": overrides, "failed": True, "wall_s": wall, "error": tail}
+    m = json.loads((run_dir / "metrics.json").read_text())
+    done = {
+        "overrides": overrides, "failed": False, "wall_s": wall,
+        "test_accuracy": m["test"]["accuracy"], "test_mcc": m["test"]["mcc"],
+        "val_accuracy": m["val"]["accuracy"], "val_mcc": m["val"]["mcc"],
+        "best_epoch": m.get("best_epoch"), "epochs_trained": m.get("epochs_trained"), "test_n": m["test"].get("n"),
+    }
+    record.write_text(json.dumps(done, indent=2))
+    return done
+
+
+def run_all(datasets: Sequence[str], models: Sequence[str], seeds: Sequence[int], epochs: int | None,
+            out: Path, threads: int, tag: str, extra: Sequence[str] = (), verbose: bool = True,
+            jobs: int = 1) -> list[dict]:
+    """Every (dataset, model, seed) run, ``jobs`` processes at a time; results in a fixed order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    root = data_root()
+    plan = []
+    for d in datasets:
+        if not dataset_available(d, root):
+            print(f"[quality] {d}: data not found (set LIGHTQUANT_DATA); skipped", flush=True)
+            continue
+        plan += [(d, m, s) for m in models for s in seeds]
+
+    def one(item):
+        d, m, s = item
+        run_dir = out / "quality" / tag / d / m / f"seed{s}"
+        r = run_one(run_overrides(d, m, s, epochs, extra), run_dir, out, threads, root)
+        r.update(dataset=d, model=m, seed=s, run_dir=str(run_dir))
+        if verbose:
+            status = "FAILED" if r["failed"] else f"acc {r['test_accuracy']:.4f} mcc {r['test_mcc']:+.4f}"
+            print(f"[quality] {d} {m} seed {s}: {status} ({r['wall_s']:.0f} s)", flush=True)
+        return r
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:  # threads only wait on train.py processes
+        return list(pool.map(one, plan))
+
+
+def _mean_std(xs: list[float], scale: float = 1.0, digits: int = 2) -> str:
+    if not xs:
+        return "—"
+    m = statistics.mean(xs) * scale
+    if len(xs) == 1:
+        return f"{m:.{digits}f}"
+    return f"{m:.{digits}f} ± {statistics.stdev(xs) * scale:.{digits}f}"
+
+
+def summarize(runs: list[dict], dataset: str) -> Table:
+    rows = []
+    for m in dict.fromkeys(r["model"] for r in runs if r["dataset"] == dataset):
+        rs = [r for r in runs if r["dataset"] == dataset and r["model"] == m]
+        ok = [r for r in rs if not r["failed"]]
+        config = " ".join(o for o in rs[0]["overrides"] if not o.startswith(("seed=", "dataset=", "model="))) or "(defaults)"
+        acc = [r["test_accuracy"] for r in ok]
+        mcc = [r["test_mcc"] for r in ok]
+        pub = PUBLISHED_ACL18.get(m) if dataset == "acl18" else None
+        gap = f"{statistics.mean(acc) * 100 - pub[0]:+.2f}" if pub and acc else "—"
+        rows.append([
+            m, f"`{config}`", f"{len(ok)}/{len(rs)}", _mean_std(acc, 100), _mean_std(mcc, 1, 3),
+            f"{pub[0]:.2f}" if pub else "—", f"{pub[1]:.3f}" if pub else "—", gap,
+            fmt(statistics.mean([r["epochs_trained"] for r in ok]), 0) if ok else "—",
+            fmt(statistics.mean([r["wall_s"] for r in ok]), 0) if ok else "—",
+        ])
+    headers = ["model", "config (beyond conf/ defaults)", "seeds ok", "test acc % (mean ± std)", "test MCC",
+               "published acc %", "published MCC", "Δ acc vs published", "epochs run", "s / run"]
+    return Table(f"{dataset}", headers, rows)
+
+
+DESCRIPTION = (
+    "Test accuracy and MCC per model, mean ± std over seeds (sample std), each run a separate "
+    "`python train.py dataset=<d> model=<m> seed=<s>` with the config shown and every other key at its "
+    "conf/ default (AdamW lr 3e-4, cosine schedule, up to 100 epochs, early stopping on val/mcc with "
+    "patience 15, the best-validation epoch's weights tested; ACL18: 5-day window, Adj Close movement, "
+    "up >= +0.55 %, down < -0.5 %, in-between dropped, 20,340 / 2,555 / 3,720 samples). News models "
+    "(HAN, StockNet, PEN) read the tweets/news through the default TF-IDF + SVD encoder, not the "
+    "pretrained or GloVe text encoders of the papers. Published figures: /work/shared/datasets/README.md "
+    "(no published ACL18 figure for BiLSTM or SCINet there). CSMD50 is the 10-stock sample "
+    "(publisher's splits), with no published figure to compare."
+)
+FULL_COMMAND = "python -m benchmarks.quality --datasets acl18,csmd50 --seeds 1,2,3 --jobs 2"
+
+
+def section(s: Settings) -> Section:
+    """Smoke: one tiny synthetic LSTM run. Quick: the reduced check (1 seed, few epochs), clearly
+    labelled. Full: all nine models x 3 seeds at the default epochs."""
+    t0 = time.perf_counter()
+    if s.mode == "smoke":
+        datasets, models, seeds, epochs, extra = ["synthetic"], ["lstm"], [1], 1, SMOKE_DATA
+    else:
+        datasets, models, extra = ["acl18", "csmd50"], list(ALL_MODELS), []
+        seeds = s.quality_seeds or s.pick(None, [1], [1, 2, 3])
+        epochs = s.quality_epochs if s.quality_epochs is not None else s.pick(None, 5, None)
+    full = epochs is None and len(seeds) >= 3
+    # runs of other settings live apart, so a 10-epoch run never overwrites a 5-epoch one
+    tag = "smoke" if s.mode == "smoke" else ("full" if epochs is None else f"reduced-{epochs}ep")
+    runs = run_all(datasets, models, seeds, epochs, s.out_dir, s.threads, tag, extra, verbose=s.mode != "smoke",
+                   jobs=s.jobs)
+    sec = Section(7, "Quality on ACL18 and the CSMD50 sample", DESCRIPTION)
+    seeds_txt = f"{len(seeds)} seed{'s' if len(seeds) > 1 else ''} ({', '.join(map(str, seeds))})"
+    if s.mode == "smoke":
+        label = "SMOKE (tiny synthetic market, 1 epoch: structure only, figures meaningless)"
+    elif full:
+        label = f"full protocol: {seeds_txt}, default epochs with early stopping"
+    else:
+        label = (f"REDUCED: {seeds_txt}, " + (f"trainer.epochs={epochs}" if epochs is not None else "default epochs")
+                 + " (the full protocol is 3+ seeds, up to 100 epochs with early stopping): indicative only"
+                 + (", no std from one seed" if len(seeds) == 1 else ""))
+    for d in dict.fromkeys(r["dataset"] for r in runs):
+        t = summarize(runs, d)
+        t.caption = f"{d} — {label}"
+        sec.tables.append(t)
+    acl = [r for r in runs if r["dataset"] == "acl18" and not r["failed"]]
+    short, ok = [], []
+    for m in dict.fromkeys(r["model"] for r in acl):
+        if m not in PUBLISHED_ACL18:
+            continue
+        acc = statistics.mean(r["test_accuracy"] for r in acl if r["model"] == m) * 100
+        mcc = statistics.mean(r["test_mcc"] for r in acl if r["model"] == m)
+        pa, pm = PUBLISHED_ACL18[m]
+        (short if acc < pa or mcc < pm else ok).append(f"{m} ({acc - pa:+.2f} acc points, {mcc - pm:+.3f} MCC)")
+    if short:
+        sec.notes.append("Short of the published ACL18 figure in accuracy or MCC: " + "; ".join(short) + ".")
+    if ok:
+        sec.notes.append("At or above the published figure in both: " + "; ".join(ok) + ".")
+    if not runs:
+        sec.notes.append("No dataset found: set LIGHTQUANT_DATA to the folder holding acl18/ and CSMD50/.")
+    failed = [r for r in runs if r["failed"]]
+    for r in failed:
+        sec.notes.append(f"{r['dataset']} {r['model']} seed {r['seed']} FAILED; log in {r['run_dir']}/stdout.log")
+    sec.notes.append(f"Full run (3 seeds, default epochs): `{FULL_COMMAND}`; runs land in "
+                     "`benchmarks/results/quality/full/<dataset>/<model>/seed<s>/` and are reused when rerun.")
+    sec.data = {"runs": runs, "mode_label": label}
+    sec.seconds = time.perf_counter() - t0
+    return sec
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--datasets", default="acl18,csmd50")
+    p.add_argument("--models", default=",".join(ALL_MODELS))
+    p.add_argument("--seeds", default="1,2,3")
+    p.add_argument("--epochs", type=int, default=None, help="trainer.epochs (default: the config's)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per run (OMP_NUM_THREADS)")
+    p.add_argument("--jobs", type=int, default=1, help="train.py processes at a time (each with --threads)")
+    p.add_argument("--tag", default=None, help="results subfolder (default: full, or reduced-<epochs>ep)")
+    p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--json", type=Path, default=None, help="write every run's figures here")
+    p.add_argument("extra", nargs="*", help="more train.py overrides for every run")
+    a = p.parse_args(argv)
+    runs = run_all(a.datasets.split(","), a.models.split(","), [int(x) for x in a.seeds.split(",")], a.epochs,
+                   a.out, a.threads, a.tag or ("full" if a.epochs is None else f"reduced-{a.epochs}ep"), a.extra,
+                   jobs=a.jobs)
+    from benchmarks.report import render_table
+
+    for d in dict.fromkeys(r["dataset"] for r in runs):
+        print(render_table(summarize(runs, d)))
+    if a.json:
+        a.json.write_text(json.dumps(runs, indent=2))
+
+
+if __name__ == "__main__":
+    main()

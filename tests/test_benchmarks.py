@@ -1,0 +1,68 @@
+"""The benchmarks (benchmarks/, BENCHMARKS.md) in smoke mode: they run end to end and produce
+well-formed tables. No timing is asserted: smoke figures are meaningless by design."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from benchmarks.report import update_markdown
+from benchmarks.run import run
+
+
+@pytest.fixture(autouse=True)
+def _restore_thread_env(monkeypatch):
+    # benchmarks.run exports OMP/MKL_NUM_THREADS for its children; keep that out of later tests
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("MKL_NUM_THREADS", "1")
+
+
+def check_structure(path, ids):
+    result = json.loads(path.read_text())
+    assert result["mode"] == "smoke"
+    assert {"cpu", "torch", "commit", "torch_threads"} <= set(result["machine"])
+    sections = {s["id"]: s for s in result["sections"]}
+    assert sorted(sections) == sorted(ids)
+    for s in sections.values():
+        assert s["title"] and s["description"] and s["command"].startswith("python -m benchmarks.run")
+        for t in s["tables"]:
+            assert t["rows"], f"section {s['id']}: empty table {t['caption']}"
+            assert all(len(r) == len(t["headers"]) for r in t["rows"]), f"section {s['id']}: ragged table"
+    return sections
+
+
+def test_smoke_in_process_sections(tmp_path):
+    ids = [1, 2, 3, 4, 5, 8]
+    md = tmp_path / "BENCHMARKS.md"
+    md.write_text("# Benchmarks\n\n## GPU\n\nHand-written GPU figures.\n")
+    run(["--smoke", "--sections", ",".join(map(str, ids)), "--results-dir", str(tmp_path / "results"),
+         "--out", str(tmp_path / "r.json"), "--out", str(tmp_path / "fragment.md"), "--update", str(md)])
+    sections = check_structure(tmp_path / "r.json", ids)
+    assert len(sections[1]["tables"][0]["rows"]) == 6  # LSTM, ALSTM, HAN x batch 64, 512
+    assert [len(t["rows"]) for t in sections[2]["tables"]] == [2, 2]
+    assert [r[0] for r in sections[3]["tables"][0]["rows"]] == ["lstm", "han", "stocknet"]
+    assert [t["caption"].split(":")[0] for t in sections[5]["tables"]] == ["universe", "window", "texts"]
+    for i in (1, 2, 4):
+        assert sections[i]["targets"], f"section {i} states its target"
+    fragment = (tmp_path / "fragment.md").read_text()
+    assert all(f"## {i}." in fragment for i in ids)
+
+    text = md.read_text()
+    assert "Hand-written GPU figures." in text  # another section of the file is kept
+    assert all(text.count(f"<!-- bench:section-{i}:begin -->") == 1 for i in ids)
+    update_markdown(md, {"section-2": "## 2. Data path\n\nrerun"})  # a rerun replaces its block only
+    text2 = md.read_text()
+    assert text2.count("<!-- bench:section-2:begin -->") == 1 and "rerun" in text2
+    assert "## 1. Engine overhead" in text2 and "Hand-written GPU figures." in text2
+
+
+@pytest.mark.slow
+def test_smoke_subprocess_sections(tmp_path):
+    """Sections 6 (a real Optuna sweep) and 7 (train.py per model/seed) run train.py itself."""
+    run(["--smoke", "--sections", "6,7", "--results-dir", str(tmp_path / "results"), "--out", str(tmp_path / "r.json")])
+    sections = check_structure(tmp_path / "r.json", [6, 7])
+    assert len(sections[6]["tables"][0]["rows"]) == 2  # two trials
+    (run_,) = sections[7]["data"]["runs"]
+    assert not run_["failed"] and 0 <= run_["test_accuracy"] <= 1
+    assert "SMOKE" in sections[7]["tables"][0]["caption"]
+    assert (tmp_path / "results" / "quality" / "smoke" / "synthetic" / "lstm" / "seed1" / "metrics.json").exists()

@@ -51,7 +51,7 @@ test-fast: $(INSTALLED) ## Run the tests without the slow end-to-end ones
 bench: $(INSTALLED) ## Benchmarks (BENCHMARKS.md): engine, data path, precision, data prep, scaling, sweeps, ACL18 quality; hours
 	$(BIN)/python -m benchmarks.run $(ARGS)
 
-bench-quick: $(INSTALLED) ## Benchmarks in minutes (quality reduced to 1 seed, 5 epochs); ARGS="--sections 1,2" picks sections
+bench-quick: $(INSTALLED) ## Shorter benchmarks (~30 min on 2 cores; quality: 1 seed x 5 epochs); ARGS="--sections 1,2" picks
 	$(BIN)/python -m benchmarks.run --quick $(ARGS)
 
 leaderboard: $(INSTALLED) ## Print result/<dataset>/leaderboard.csv grouped by model (mean ± std over seeds); ARGS="--runs"

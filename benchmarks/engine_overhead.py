@@ -68,7 +68,7 @@ def section(s: Settings) -> Section:
 
     t0 = time.perf_counter()
     # Short epochs, many rounds: a burst of load from other jobs then spoils one pair, not the median.
-    steps = {64: s.pick(4, 16, 48), 512: s.pick(2, 8, 16)}
+    steps = {64: s.pick(2, 16, 48), 512: s.pick(1, 8, 16)}
     data_overrides = SMOKE_DATA if s.mode == "smoke" else []
     results = [r for m in MODELS for r in measure(m, steps, s, data_overrides)]
     rows = [[r["model"], r["batch"], r["samples"], fmt(r["engine_sps"], 0), fmt(r["bare_sps"], 0), f"{r['ratio']:.3f}",

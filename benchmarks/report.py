@@ -18,9 +18,12 @@ from typing import Any
 from benchmarks.common import Section, Table, machine_line
 
 INTRO = """`make bench` (`python -m benchmarks.run`) measures LightQuant's engine against the obvious
-alternatives and the models against their published results; `make bench-quick` is the
-few-minute version, `python -m benchmarks.run --smoke` the seconds-long structure check the
-test suite runs (`tests/test_benchmarks.py`: no timing is ever asserted). Each section below
+alternatives and the models against their published results (hours: the quality section
+trains all nine models on ACL18 and CSMD50 with 3 seeds); `make bench-quick` (`--quick`) is the
+half-hour version on two cores (sections 1-6 shortened, quality reduced to 1 seed x 5 epochs),
+and `python -m benchmarks.run --smoke` the structure check the test suite runs
+(`tests/test_benchmarks.py`: no timing is ever asserted). The thread count is 1 (`--threads`)
+unless a section says otherwise. Each section below
 is regenerated between its markers by `python -m benchmarks.run --sections N` and says which
 command, commit and machine produced it.
 
@@ -48,7 +51,7 @@ def render_section(sec: Section, info: dict[str, Any], mode: str) -> str:
         out += ["", render_table(t)]
     if sec.targets:
         out += ["", "| target | measured | goal | met |", "|---|---|---|---|"]
-        out += [f"| {t.name} | {t.value:.2f} | {t.goal} | {'yes' if t.met else '**no**'} |" for t in sec.targets]
+        out += [f"| {t.name} | {t.value:.3g} | {t.goal} | {'yes' if t.met else '**no**'} |" for t in sec.targets]
     if sec.notes:
         out += [""] + [f"- {n}" for n in sec.notes]
     return "\n".join(out)

@@ -1,7 +1,7 @@
 """Run the benchmarks and regenerate their sections of BENCHMARKS.md.
 
     python -m benchmarks.run                 # full: everything, hours (the quality section dominates)
-    python -m benchmarks.run --quick         # minutes: sections 1-6 quick, section 7 reduced
+    python -m benchmarks.run --quick         # ~30 min on 2 cores: sections 1-6 shortened, section 7 reduced
     python -m benchmarks.run --smoke         # seconds: structure only (the test suite); BENCHMARKS.md untouched
     python -m benchmarks.run --quick --sections 1,2 --out results.json --out fragment.md
 
@@ -39,7 +39,7 @@ def parse(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--quick", action="store_const", dest="mode", const="quick", help="minutes instead of hours")
+    mode.add_argument("--quick", action="store_const", dest="mode", const="quick", help="shortened: ~30 min, not hours")
     mode.add_argument("--smoke", action="store_const", dest="mode", const="smoke", help="seconds; structure only")
     p.set_defaults(mode="full")
     p.add_argument("--sections", default=",".join(map(str, SECTIONS)), help="comma-separated, e.g. 1,2,5")

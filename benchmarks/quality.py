@@ -235,6 +235,11 @@ def section(s: Settings) -> Section:
     sec.notes.append("The best epoch is chosen on validation MCC (2,555 ACL18 samples): a noisy choice, so short "
                      "runs whose best epoch is 1 give the same model whatever the epoch budget, and test figures "
                      "move by points between seeds.")
+    done = [r for r in runs if not r["failed"]]
+    if done:
+        sec.notes.append(f"{len(done)} runs, {sum(r['wall_s'] for r in done) / 60:.0f} minutes of train.py wall time in "
+                         f"all (\"s / run\": per run, with {s.jobs} run(s) at a time sharing this machine; runs finished "
+                         "by an earlier invocation are reused and keep their own time).")
     sec.notes.append(f"Full run (3 seeds, default epochs): `{FULL_COMMAND}`; runs land in "
                      "`benchmarks/results/quality/full/<dataset>/<model>/seed<s>/` and are reused when rerun.")
     sec.data = {"runs": runs, "mode_label": label}

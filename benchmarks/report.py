@@ -23,9 +23,8 @@ trains all nine models on ACL18 and CSMD50 with 3 seeds); `make bench-quick` (`-
 half-hour version on two cores (sections 1-6 shortened, quality reduced to 1 seed x 5 epochs),
 and `python -m benchmarks.run --smoke` the structure check the test suite runs
 (`tests/test_benchmarks.py`: no timing is ever asserted). The thread count is 1 (`--threads`)
-unless a section says otherwise. Each section below
-is regenerated between its markers by `python -m benchmarks.run --sections N` and says which
-command, commit and machine produced it.
+unless a section says otherwise. Each section below is regenerated between its markers by
+`python -m benchmarks.run --sections N` and says which command, commit and machine produced it.
 
 How to read the figures: **targets are ratios** of two things measured side by side in the
 same process, interleaved (A B, B A, ...) with the median taken, because the machines these

@@ -311,6 +311,28 @@ def test_features_are_scale_free() -> None:
     assert np.nanmax(np.abs(x)) < 5.0
 
 
+def test_adv_alstm_features_match_a_pandas_oracle() -> None:
+    """c_* are ratios to the same day's close; ma<k> is the mean adjusted close of the stock's last
+    k *trading* days (suspensions skipped) over today's, undefined until k days exist."""
+    import pandas as pd
+
+    panel = synth()
+    rows = Rows.from_panel(panel)
+    names = ["c_open", "c_high", "c_low", "ma5", "ma30"]
+    x = compute_features(rows, names)
+    for s in range(len(panel.stocks)):
+        days = np.flatnonzero(panel.traded[s])
+        adj = pd.Series(panel.prices["adj_close"][s, days])
+        mine = rows.stock == s
+        for j, f in enumerate(("open", "high", "low")):
+            want = panel.prices[f][s, days] / panel.prices["close"][s, days] - 1
+            np.testing.assert_allclose(x[mine, j], want, rtol=1e-12)
+        for j, k in ((3, 5), (4, 30)):
+            want = (adj.rolling(k).mean() / adj - 1).to_numpy()
+            np.testing.assert_allclose(x[mine, j], want, rtol=1e-9, atol=1e-12)  # NaN where pandas has NaN
+    assert np.isnan(x[rows.prev < 0, 3]).all() and np.isfinite(x[:, 3]).mean() > 0.9
+
+
 # ---------------------------------------------------------------- 3. suspensions, late listings, delistings
 
 DAYS10 = ["2024-01-01", "2024-01-02", "2024-01-03", "2024-01-04", "2024-01-05",

@@ -1,8 +1,9 @@
 """Scale-free per-day features and next-day returns on the flat stock-day table.
 
-Raw prices differ ~1000x across stocks, so every feature is relative to the
-stock's previous *trading* day (suspended days are skipped, not zero-filled).
-Each function sees only day t and day t-1 of one stock: features cannot look ahead.
+Raw prices differ ~1000x across stocks, so every feature is a ratio: to the stock's previous
+*trading* day (suspended days are skipped, not zero-filled), to the same day's close, or to
+the mean of the last k trading days. Each function sees only days <= t of one stock:
+features cannot look ahead.
 """
 
 from __future__ import annotations
@@ -66,6 +67,34 @@ def _adj_return(rows: Rows) -> np.ndarray:
     return rows.prices["adj_close"] / rows.previous("adj_close") - 1.0
 
 
+def _to_close(field: str) -> Callable[[Rows], np.ndarray]:
+    def f(rows: Rows) -> np.ndarray:
+        return rows.prices[field] / rows.prices["close"] - 1.0
+
+    f.__doc__ = f"{field} relative to the same day's close, minus 1 (Adv-ALSTM's c_{field})"
+    return f
+
+
+def _moving_average(k: int) -> Callable[[Rows], np.ndarray]:
+    def f(rows: Rows) -> np.ndarray:
+        # rows of a stock are contiguous, so the last k trading days are rows r-k+1..r. The sum
+        # runs over the k lags (not a cumulative sum over the whole table) so each row's value
+        # depends on its own window only, bit for bit, whatever the rows before it.
+        adj = rows.prices["adj_close"]
+        r = np.arange(len(rows))
+        first = np.maximum.accumulate(np.where(rows.prev < 0, r, 0))  # each row's stock's first row
+        ok = r - first >= k - 1
+        total = np.zeros(len(rows))
+        for lag in range(k):
+            total[ok] += adj[r[ok] - lag]  # a NaN price voids the windows that contain it
+        out = np.full(len(rows), np.nan)
+        out[ok] = total[ok] / k / adj[ok] - 1.0
+        return out
+
+    f.__doc__ = f"mean adjusted close of the last {k} trading days / today's adjusted close - 1 (Adv-ALSTM)"
+    return f
+
+
 def _range(rows: Rows) -> np.ndarray:
     """intraday range high/low - 1, a volatility proxy."""
     return rows.prices["high"] / rows.prices["low"] - 1.0
@@ -79,6 +108,10 @@ FEATURES: dict[str, Callable[[Rows], np.ndarray]] = {
     "volume": _volume,
     "adj_close": _adj_return,
     "range": _range,
+    # the 11 features of Adv-ALSTM (Feng et al., IJCAI 2019, table 1) are c_open, c_high,
+    # c_low, close, adj_close, ma5 ... ma30 (conf/experiment/acl18_adv_alstm.yaml)
+    **{f"c_{f}": _to_close(f) for f in ("open", "high", "low")},
+    **{f"ma{k}": _moving_average(k) for k in (5, 10, 15, 20, 25, 30)},
 }
 
 

@@ -221,6 +221,7 @@ def test_a_split_that_ends_up_empty(cfg_factory, folder):
         (["trainer.lr=-0.1"], "trainer.lr=-0.1"),
         (["model.dropout=1.0"], r"model.dropout=1.0 must be in \[0, 1\)"),
         (["trainer.epochs=0"], "trainer.epochs=0"),
+        (["trainer.num_threads=0"], "trainer.num_threads=0 must be an integer >= 1"),
         (["model=scinet", "model.seq_len=9"], "model.seq_len=9 differs from dataset.look_back_window"),
         (["model=scinet", "model.kernel_size=4"], "kernel_size"),
         (["model=dtml", "model.hidden_size=10"], "divisible by heads"),
@@ -231,7 +232,7 @@ def test_a_split_that_ends_up_empty(cfg_factory, folder):
         (["dataset.label.down_threshold=0.01"], "down_threshold"),
         (["dataset=csv", "use_news=true", "dataset.root=/tmp"], "has no news folders"),
     ],
-    ids=["window", "batch", "hidden", "lr0", "lr-neg", "dropout", "epochs", "scinet-seq", "scinet-kernel",
+    ids=["window", "batch", "hidden", "lr0", "lr-neg", "dropout", "epochs", "threads", "scinet-seq", "scinet-kernel",
          "dtml-heads", "news-model", "stocknet-news", "cuda", "feature", "thresholds", "news-without-news"],
 )
 def test_bad_config_fails_fast_and_writes_nothing(cfg_factory, tmp_path, overrides, match):

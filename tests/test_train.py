@@ -52,6 +52,18 @@ def test_same_seed_same_metrics_different_seed_different(cfg_factory):
     assert a["val"] != c["val"]
 
 
+def test_num_threads_sets_torchs_thread_count(cfg_factory):
+    before = torch.get_num_threads()
+    try:
+        train(cfg_factory(["trainer.epochs=1", "trainer.num_threads=2"]))
+        assert torch.get_num_threads() == 2
+        torch.set_num_threads(1)
+        train(cfg_factory(["trainer.epochs=1"]))  # null: left as it is
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_input_size_mismatch_is_a_clear_error(cfg_factory):
     with pytest.raises(ValueError, match="model.input_size=7"):
         train(cfg_factory(["model.input_size=7"]))

@@ -24,7 +24,7 @@ def validate_config(cfg: DictConfig) -> None:
         return OmegaConf.select(cfg, key)
 
     for key in ("dataset.look_back_window", "dataset.batch_size", "trainer.epochs", "dataset.max_num_tweets_len",
-                "trainer.eval_batch_size", "model.hidden_size"):
+                "trainer.eval_batch_size", "model.hidden_size", "trainer.num_threads"):
         v = get(key)
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
             raise ConfigError(f"{key}={v!r} must be an integer >= 1")

@@ -116,6 +116,8 @@ def train(cfg: DictConfig, callbacks: Sequence[object] = ()) -> dict[str, Any]:
     validate_config(cfg)  # before any work: a bad value fails in a second, not after loading
     t = cfg.trainer
     is_main = is_main_process()  # under DDP only rank 0 writes files
+    if t.get("num_threads"):
+        torch.set_num_threads(int(t.num_threads))
     seed_everything(cfg.seed, deterministic=t.deterministic)
     device = resolve_device(t.device, t.gpu_id)
     log.info("Environment: %s", describe_environment(device))

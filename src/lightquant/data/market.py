@@ -211,10 +211,9 @@ class MarketData:
             raise ValueError(f"dataset.max_num_tweets_len={max_texts} must be >= 1")
         ptr = self.news_ptr.cpu()
         counts = ptr[1:] - ptr[:-1]  # (R,)
-        slots = torch.zeros(len(counts), max_texts, dtype=torch.long)
-        for k in range(max_texts):  # K is small; everything else is vectorised
-            has = counts > k
-            slots[has, k] = ptr[:-1][has] + k + 1  # +1: table row 0 is the padding
+        k = torch.arange(max_texts)
+        # slot k of a row holds its k-th text (+1: table row 0 is the padding), or the padding
+        slots = torch.where(k < counts[:, None], ptr[:-1, None] + k + 1, 0)  # (R, K)
         table = torch.cat([torch.zeros(1, emb.shape[1]), emb])  # (N+1, E)
         return replace(self, news_emb=table.to(self.device), row_news=slots.to(self.device))
 

@@ -13,6 +13,8 @@ from lightquant.batch import Batch
 from lightquant.models import LSTM
 from lightquant.models.dtml import DTML
 
+from .fakes import n_params
+
 SMALL = {"hidden_size": 8, "attention_size": 6, "heads": 2, "dropout": 0.0}
 
 
@@ -48,10 +50,6 @@ def make_batch(b: int, s: int, t: int, f: int, k: int = 3, e: int = 5, seed: int
 def build(f: int = 3, seed: int = 0, **kw) -> DTML:
     torch.manual_seed(seed)
     return DTML(f, **{**SMALL, **kw})
-
-
-def n_params(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 def masked_bce(logits: torch.Tensor, batch: Batch) -> torch.Tensor:

@@ -9,34 +9,27 @@ import torch.nn.functional as F
 from lightquant.batch import Batch
 from lightquant.models.han import HAN
 
+from .fakes import n_params, random_batch
+
 SMALL = {"hidden_size": 8, "attention_size": 6, "mlp_size": 5, "layers": 1, "dropout": 0.0}
 
 
 def make_batch(b: int, t: int, k: int, e: int, f: int = 3, seed: int = 0) -> Batch:
-    """Random texts; roughly a third of the slots padded, some days empty, window 0 all empty."""
-    g = torch.Generator().manual_seed(seed)
-    mask = torch.rand(b, t, k, generator=g) < 0.6  # (B, T, K)
-    mask[torch.rand(b, t, generator=g) < 0.25] = False  # days without any text
-    mask[0] = False  # an entirely empty window
-    return Batch(
-        x=torch.randn(b, t, f, generator=g),
-        y=(torch.rand(b, generator=g) > 0.5).float(),
-        stock=torch.zeros(b, dtype=torch.long),
-        date=torch.zeros(b, dtype=torch.long),
-        row=torch.arange(b),
-        y_hist=(torch.rand(b, t - 1, generator=g) > 0.5).float(),
-        news=torch.randn(b, t, k, e, generator=g),
-        news_mask=mask,
-    )
+    """Random texts; about half the slots padded, some days empty, window 0 all empty.
+
+    On top of ``random_batch``: HAN must cope with days without any text and with a window
+    that has no text at all (attention over nothing), so each batch has both.
+    """
+    batch = random_batch(b, t, f, k, e, seed=seed)
+    days = torch.Generator().manual_seed(seed + 1000)  # a stream apart from random_batch's
+    batch.news_mask[torch.rand(b, t, generator=days) < 0.25] = False  # days without any text
+    batch.news_mask[0] = False  # an entirely empty window
+    return batch
 
 
 def build(e: int, seed: int = 0, **kw) -> HAN:
     torch.manual_seed(seed)
     return HAN(e, **{**SMALL, **kw})
-
-
-def n_params(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 @pytest.mark.parametrize("shape", [(1, 1, 1, 4), (4, 5, 3, 4), (6, 8, 5, 7)])

@@ -9,6 +9,8 @@ import torch.nn.functional as F
 from lightquant.batch import Batch
 from lightquant.models import ALSTM, LSTM, AdvLSTM, TemporalAttention
 
+from .fakes import n_params, random_batch
+
 SMALL = {"hidden_size": 8, "layers": 2, "dropout": 0.0}
 FACTORIES = {
     "lstm": lambda f, **kw: LSTM(f, **{**SMALL, **kw}),
@@ -19,24 +21,9 @@ FACTORIES = {
 NAMES = list(FACTORIES)
 
 
-def make_batch(b: int, t: int, f: int, seed: int = 0) -> Batch:
-    g = torch.Generator().manual_seed(seed)
-    return Batch(
-        x=torch.randn(b, t, f, generator=g),
-        y=(torch.rand(b, generator=g) > 0.5).float(),
-        stock=torch.zeros(b, dtype=torch.long),
-        date=torch.zeros(b, dtype=torch.long),
-        row=torch.arange(b),
-    )
-
-
 def build(name: str, f: int, seed: int = 0, **kw) -> torch.nn.Module:
     torch.manual_seed(seed)
     return FACTORIES[name](f, **kw)
-
-
-def n_params(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 def train_loss(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
@@ -52,7 +39,7 @@ def train_loss(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
 def test_forward_shape_and_grads(name, shape):
     b, t, f = shape
     model = build(name, f).train()
-    batch = make_batch(b, t, f)
+    batch = random_batch(b, t, f)
     assert model(batch).shape == (b,)
     model.zero_grad()
     train_loss(model, batch).backward()
@@ -78,7 +65,7 @@ def test_size_arguments_change_parameter_count(name):
 
 def test_bidirectional_uses_both_final_states():
     uni, bi = build("lstm", 3).eval(), build("bilstm", 3).eval()
-    batch = make_batch(5, 6, 3)
+    batch = random_batch(5, 6, 3)
     assert n_params(bi) > n_params(uni)
     assert bi.fc.in_features == 2 * uni.fc.in_features
     with torch.no_grad():
@@ -96,7 +83,7 @@ def test_bidirectional_uses_both_final_states():
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("layers", [1, 2])
 def test_dropout_acts_in_train_only(name, layers):
-    batch = make_batch(6, 5, 3)
+    batch = random_batch(6, 5, 3)
     model = build(name, 3, layers=layers, dropout=0.5).train()
     assert not torch.allclose(model(batch), model(batch))
     model.eval()
@@ -109,7 +96,7 @@ def test_dropout_acts_in_train_only(name, layers):
 @pytest.mark.parametrize("name", NAMES)
 def test_eval_output_is_per_sample(name):
     model = build(name, 4).eval()
-    batch = make_batch(9, 7, 4)
+    batch = random_batch(9, 7, 4)
     with torch.no_grad():
         full = model(batch)
         for i in (0, 4, 8):
@@ -121,7 +108,7 @@ def test_eval_output_is_per_sample(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_bf16_autocast_forward(name):
     model = build(name, 3).eval()
-    batch = make_batch(4, 5, 3)
+    batch = random_batch(4, 5, 3)
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         out = model(batch)
     assert out.shape == (4,) and torch.isfinite(out.float()).all()
@@ -129,7 +116,7 @@ def test_bf16_autocast_forward(name):
 
 def test_adv_lstm_training_step_under_autocast():
     model = build("adv_lstm", 3).train()
-    batch = make_batch(4, 5, 3)
+    batch = random_batch(4, 5, 3)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         loss = train_loss(model, batch)
     loss.backward()
@@ -138,7 +125,7 @@ def test_adv_lstm_training_step_under_autocast():
 
 def test_alstm_attention_weights():
     model = build("alstm", 3).eval()
-    batch = make_batch(4, 5, 3)
+    batch = random_batch(4, 5, 3)
     e, alpha = model.latent(batch, return_attention=True)
     assert e.shape == (4, 16) and alpha.shape == (4, 5)
     torch.testing.assert_close(alpha.sum(-1), torch.ones(4))
@@ -163,7 +150,7 @@ def adv_grads(seed_model: AdvLSTM, batch: Batch, **kw) -> tuple[torch.Tensor, li
 def test_adversarial_term_changes_gradients():
     torch.manual_seed(0)
     ref = build("adv_lstm", 3)
-    batch = make_batch(8, 6, 3)
+    batch = random_batch(8, 6, 3)
     clean_extra, g0 = adv_grads(ref, batch, epsilon=0.0)
     adv_extra, g1 = adv_grads(ref, batch, epsilon=0.5)
     torch.manual_seed(1)
@@ -183,7 +170,7 @@ def test_adversarial_term_changes_gradients():
 
 def test_extra_loss_needs_training_forward():
     model = build("adv_lstm", 3).train()
-    batch = make_batch(4, 5, 3)
+    batch = random_batch(4, 5, 3)
     loss_fn = F.binary_cross_entropy_with_logits
     with pytest.raises(RuntimeError, match="preceding forward"):
         model.extra_loss(batch, torch.tensor(0.0, requires_grad=True))
@@ -235,7 +222,7 @@ def test_hydra_instantiate():
            "attention_size": 8, "layers": 2, "dropout": 0}  # YAML int dropout is accepted
     model = instantiate(cfg)
     assert isinstance(model, ALSTM)
-    assert model(make_batch(2, 4, 5)).shape == (2,)
+    assert model(random_batch(2, 4, 5)).shape == (2,)
 
 
 # --- learning --------------------------------------------------------------------------------

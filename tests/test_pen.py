@@ -12,35 +12,27 @@ import torch.nn.functional as F
 from lightquant.batch import Batch
 from lightquant.models.pen import PEN
 
+from .fakes import n_params, random_batch
+
 SMALL = {"hidden_size": 8, "latent_size": 4, "attention_size": 6, "dropout": 0.0, "salience_weight": 0.0}
 
 
 def make_batch(b: int, t: int, f: int, k: int = 3, e: int = 5, seed: int = 0) -> Batch:
-    """Random batch; sample 0 has an empty first day, sample 1 (if any) an empty window."""
-    g = torch.Generator().manual_seed(seed)
-    mask = torch.rand(b, t, k, generator=g) < 0.6
-    mask[0, 0] = False
+    """Random batch; sample 0 has an empty first day, sample 1 (if any) an empty window.
+
+    On top of ``random_batch``: PEN's day and text attentions must handle a day with no text
+    and a window with none (test_explain_shape_masking_and_mass checks samples 0 and 1).
+    """
+    batch = random_batch(b, t, f, k, e, seed=seed)
+    batch.news_mask[0, 0] = False
     if b > 1:
-        mask[1] = False
-    return Batch(
-        x=torch.randn(b, t, f, generator=g),
-        y=(torch.rand(b, generator=g) > 0.5).float(),
-        stock=torch.zeros(b, dtype=torch.long),
-        date=torch.zeros(b, dtype=torch.long),
-        row=torch.arange(b),
-        y_hist=(torch.rand(b, t - 1, generator=g) > 0.5).float(),
-        news=torch.randn(b, t, k, e, generator=g),
-        news_mask=mask,
-    )
+        batch.news_mask[1] = False
+    return batch
 
 
 def build(f: int = 3, e: int = 5, seed: int = 0, **kw) -> PEN:
     torch.manual_seed(seed)
     return PEN(f, e, **{**SMALL, **kw})
-
-
-def n_params(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 def train_loss(model: PEN, batch: Batch) -> torch.Tensor:

@@ -11,38 +11,31 @@ import torch.nn.functional as F
 from lightquant.batch import Batch
 from lightquant.models.stocknet import StockNet
 
+from .fakes import n_params, random_batch
+
 F_IN, E, K = 3, 6, 4
 SMALL = {"hidden_size": 8, "latent_size": 4, "attention_size": 5, "dropout": 0.0}
 
 
 def make_batch(b: int, t: int, f: int = F_IN, e: int = E, k: int = K, seed: int = 0) -> Batch:
-    """Random prices and texts; some days have no text and sample 0's window has none at all."""
-    g = torch.Generator().manual_seed(seed)
-    mask = torch.rand(b, t, k, generator=g) > 0.4  # (B, T, K)
-    mask[:, :, 0] |= torch.rand(b, t, generator=g) > 0.3  # most days have >= 1 text ...
+    """Random prices and texts; some days have no text and sample 0's window has none at all.
+
+    On top of ``random_batch``: StockNet's text encoder must skip empty days (every window's
+    first day) and whole empty windows, and must never read padding, which is therefore NaN.
+    """
+    batch = random_batch(b, t, f, k, e, seed=seed)
+    mask = batch.news_mask  # (B, T, K), edited in place
+    days = torch.Generator().manual_seed(seed + 1000)  # a stream apart from random_batch's
+    mask[:, :, 0] |= torch.rand(b, t, generator=days) > 0.3  # most days have >= 1 text ...
     mask[:, 0] = False  # ... every window has an empty first day
     mask[0] = False  # ... and one window has no text at all
-    news = torch.randn(b, t, k, e, generator=g)
-    news = news.masked_fill(~mask.unsqueeze(-1), float("nan"))  # padding must never be read
-    return Batch(
-        x=torch.randn(b, t, f, generator=g),
-        y=(torch.rand(b, generator=g) > 0.5).float(),
-        stock=torch.zeros(b, dtype=torch.long),
-        date=torch.zeros(b, dtype=torch.long),
-        row=torch.arange(b),
-        y_hist=(torch.rand(b, t - 1, generator=g) > 0.5).float(),
-        news=news,
-        news_mask=mask,
-    )
+    news = batch.news.masked_fill(~mask.unsqueeze(-1), float("nan"))  # padding must never be read
+    return replace(batch, news=news)
 
 
 def build(seed: int = 0, f: int = F_IN, e: int = E, **kw) -> StockNet:
     torch.manual_seed(seed)
     return StockNet(f, e, **{**SMALL, **kw})
-
-
-def n_params(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 def train_loss(model: torch.nn.Module, batch: Batch) -> torch.Tensor:

@@ -44,6 +44,7 @@ class Settings:
     quality_seeds: list[int] | None = None  # section 7: None = the mode's (quick 1 seed, full 3)
     quality_epochs: int | None = None  # section 7: None = the mode's (quick 5, full the config's)
     jobs: int = 1  # section 7: train.py processes at a time
+    quality_variants: list[str] | None = None  # section 7: None = the mode's (quick none, full all)
 
     def pick(self, smoke, quick, full):
         """The value for this mode."""

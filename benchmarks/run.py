@@ -48,6 +48,9 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--quality-seeds", default=None, help="section 7 seeds, e.g. 1,2,3 (default: quick 1, full 1,2,3)")
     p.add_argument("--quality-epochs", type=int, default=None,
                    help="section 7 trainer.epochs (default: quick 5, full the config's 100 with early stopping)")
+    p.add_argument("--quality-variants", default=None,
+                   help="section 7 configs tried beyond the defaults on ACL18, e.g. paper,sweep (default: quick "
+                        "none, full all; 'none' for none)")
     p.add_argument("--jobs", type=int, default=1, help="section 7: train.py processes at a time")
     p.add_argument("--out", action="append", type=Path, default=[],
                    help="also write the results here: *.json (raw figures) or *.md (Markdown fragment); repeatable")
@@ -71,7 +74,9 @@ def run(argv=None) -> list[Section]:
     a.results_dir.mkdir(parents=True, exist_ok=True)
     settings = Settings(mode=a.mode, threads=a.threads, out_dir=a.results_dir.resolve(), reps=a.reps, jobs=a.jobs,
                         quality_seeds=[int(x) for x in a.quality_seeds.split(",")] if a.quality_seeds else None,
-                        quality_epochs=a.quality_epochs)
+                        quality_epochs=a.quality_epochs,
+                        quality_variants=None if a.quality_variants is None else
+                        [v for v in a.quality_variants.split(",") if v and v != "none"])
     info = machine_info(a.threads)
     command = "python -m benchmarks.run " + " ".join(shlex.quote(x) for x in (argv if argv is not None else sys.argv[1:]))
     import importlib

@@ -72,3 +72,19 @@ def test_csmd_paths_derive_from_root(cfg_factory):
 def test_experiment_composes(cfg_factory):
     cfg = cfg_factory(["experiment=csmd50_alstm"], tiny=False)
     assert cfg.dataset.name == "csmd50" and cfg.model._target_.endswith("ALSTM")
+
+
+def test_acl18_paper_experiment_keeps_the_chosen_model(cfg_factory):
+    cfg = cfg_factory(["experiment=acl18_paper", "model=adv_lstm"], tiny=False)
+    assert cfg.dataset.name == "acl18" and cfg.model._target_.endswith("AdvLSTM")
+    assert cfg.model.input_size == 11 and cfg.dataset.batch_size == 1024 and cfg.trainer.lr == 1e-2
+
+
+def test_acl18_alstm_search_replaces_the_default_space(cfg_factory):
+    cfg = cfg_factory(["hparams_search=acl18_alstm", "experiment=acl18_paper", "model=adv_lstm"], tiny=False)
+    from hydra.core.hydra_config import HydraConfig
+
+    params = HydraConfig.get().sweeper.params  # make_cfg keeps the hydra node there, as in a run
+    assert params["model.epsilon"].startswith("tag(log") and params["dataset.batch_size"] == "choice(256, 1024)"
+    assert cfg.model.layers == 1 and cfg.model.attention_size == cfg.model.hidden_size
+    assert cfg.optimized_metric == "val/mcc"

@@ -58,15 +58,18 @@ VARIANTS: dict[str, tuple[str, dict[str, list[str]]]] = {
     "paper": (
         "the Adv-ALSTM paper's inputs, optimisation and sizes (conf/experiment/acl18_paper.yaml: its 11 "
         "features incl. 5-30 day moving averages, batch 1024, lr 1e-2, up to 150 epochs; the authors' ACL18 "
-        "sizes: LSTM lag 10 and 32 units, (Adv-)ALSTM lag 5 and 4 units, beta 0.01, epsilon 0.05); DTML with "
-        "the same 11 features (as its paper), everything else its defaults",
+        "sizes: LSTM lag 10 and 32 units, (Adv-)ALSTM lag 5 and 4 units, beta 0.01, epsilon 0.05)",
         {
             "lstm": [*_PAPER, "model.hidden_size=32", "dataset.look_back_window=10"],
             "alstm": [*_PAPER, "model.hidden_size=4", "model.attention_size=4"],
             "adv_lstm": [*_PAPER, "model.hidden_size=4", "model.attention_size=4", "model.epsilon=0.05",
                          "model.adv_weight=0.01"],
-            "dtml": [_ADV_FEATURES],
         },
+    ),
+    "features": (
+        "the Adv-ALSTM paper's 11 price features (as DTML's paper uses them; 5-30 day moving averages among "
+        "them) in place of the default 5, everything else the model's defaults",
+        {m: [_ADV_FEATURES] for m in ("dtml", "han", "stocknet", "pen")},
     ),
     # The best of 40 trials (val MCC 0.147, trial 15) of
     #   python train.py hparams_search=acl18_alstm experiment=acl18_paper model=adv_lstm \

@@ -66,3 +66,18 @@ def test_smoke_subprocess_sections(tmp_path):
     assert not run_["failed"] and 0 <= run_["test_accuracy"] <= 1
     assert "SMOKE" in sections[7]["tables"][0]["caption"]
     assert (tmp_path / "results" / "quality" / "smoke" / "synthetic" / "lstm" / "seed1" / "metrics.json").exists()
+
+
+def test_quality_chooses_each_models_config_on_validation_not_test():
+    from benchmarks.quality import chosen_on_validation
+
+    def runs(model, val, test, variant=None):
+        base = {"model": model, "failed": False, "test_mcc": test, "test_accuracy": 0.5 + test}
+        return [dict(base, val_mcc=val, seed=s, **({"variant": variant} if variant else {})) for s in (1, 2)]
+
+    defaults = runs("lstm", 0.10, 0.20) + runs("pen", 0.05, 0.01)
+    tried = runs("lstm", 0.20, 0.00, "sweep") + runs("pen", 0.01, 0.30, "paper")
+    rows = {r[0]: r for r in chosen_on_validation(defaults, tried).rows}
+    assert rows["lstm"][1].startswith("sweep")  # better on validation, worse on test: still chosen
+    assert rows["pen"][1].startswith("defaults")  # better on test only: not chosen
+    assert rows["lstm"][-1] == "no" and set(rows) == {"lstm", "pen"}

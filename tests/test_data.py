@@ -838,3 +838,16 @@ def test_window_longer_than_any_history_raises() -> None:
     with pytest.raises(ValueError, match="look_back_window"):
         build(synth(), look_back_window=10_000)
 
+
+
+def test_a_price_only_load_leaves_the_texts_on_disk_and_the_cache_whole(tmp_path: Path) -> None:
+    from lightquant.data.market import load_market_data
+
+    src = SyntheticSource(n_stocks=4, end="2022-06-30", seed=3)
+    kw = dict(features=FEATS, look_back_window=T, splits=SPLITS)
+    bare = load_market_data(src, cache_dir=str(tmp_path), news=False, **kw)  # cold: fills the cache
+    assert bare.news_text == [] and int(bare.news_ptr.max()) == 0 and "news" not in bare.summary()
+    full = load_market_data(src, cache_dir=str(tmp_path), **kw)  # warm: the same file, texts included
+    assert len(full.news_text) > 100 and torch.equal(full.features, bare.features)
+    assert torch.equal(full.splits["test"].end_row, bare.splits["test"].end_row)
+    assert load_market_data(src, cache_dir=str(tmp_path), news=False, **kw).news_text == []  # warm, no texts

@@ -59,6 +59,7 @@ def build_data(cfg: DictConfig) -> MarketData:
     data = load_market_data(
         instantiate(d.source),
         cache_dir=cfg.paths.cache_dir,
+        news=bool(cfg.use_news),  # price-only runs leave the texts on disk
         features=list(d.features),
         look_back_window=int(d.look_back_window),
         splits=OmegaConf.to_container(d.splits, resolve=True),

@@ -60,31 +60,38 @@ def save_panel(panel: Panel, path: Path) -> None:
         raise
 
 
-def load_panel(path: Path) -> Panel:
+def load_panel(path: Path, news: bool = True) -> Panel:
+    """The cached panel; ``news=False`` leaves its texts on disk (a price-only run never reads
+    them, and millions of Python strings would dominate its memory)."""
     with np.load(path, allow_pickle=False) as z:
         if int(z["format"]) != CACHE_FORMAT:
             raise ValueError(f"{path}: cache format {int(z['format'])} != {CACHE_FORMAT}")
+        texts = dict(
+            news_stock=z["news_stock"],
+            news_date=z["news_date"].astype("datetime64[D]"),
+            news_text=_decode_texts(z["text_data"], z["text_offsets"]),
+        ) if news else {}
         return Panel(
             stocks=_decode_texts(z["stocks_data"], z["stocks_offsets"]),
             dates=z["dates"].astype("datetime64[D]"),
             prices={f: z[f"price_{f}"] for f in PRICE_FIELDS},
-            news_stock=z["news_stock"],
-            news_date=z["news_date"].astype("datetime64[D]"),
-            news_text=_decode_texts(z["text_data"], z["text_offsets"]),
+            **texts,
         )
 
 
-def cached_panel(source, cache_dir: str | Path | None) -> Panel:
-    """``source.load()``, through the cache when ``cache_dir`` is set.
+def cached_panel(source, cache_dir: str | Path | None, news: bool = True) -> Panel:
+    """``source.load()``, through the cache when ``cache_dir`` is set; ``news=False`` drops the
+    texts (the cache keeps them, so a later run with news reuses the same file).
 
     ``source`` is any object with ``name``, ``fingerprint()`` and ``load()``.
     """
     if cache_dir is None:
-        return source.load()
+        panel = source.load()
+        return panel if news else panel.without_news()
     path = Path(cache_dir) / "panels" / f"{source.name}-{source.fingerprint()[:20]}.npz"
     if path.exists():
         try:
-            panel = load_panel(path)
+            panel = load_panel(path, news)
             log.info("Loaded cached panel %s", path)
             return panel
         # A truncated or bit-flipped .npz raises zipfile.BadZipFile (bad zip / bad CRC) and an empty
@@ -95,4 +102,4 @@ def cached_panel(source, cache_dir: str | Path | None) -> Panel:
     panel = source.load()
     save_panel(panel, path)
     log.info("Cached panel at %s", path)
-    return panel
+    return panel if news else panel.without_news()

@@ -245,7 +245,8 @@ class MarketData:
             up = float(y.mean()) if len(y) else float("nan")
             items = f" in {len(s)} dates" if self.layout == "date" else ""
             parts.append(f"{k} {len(y)} samples{items} ({up:.1%} up)")
-        parts.append(f"{len(self.news_text)} news texts")
+        if self.news_text:  # a price-only run does not load them
+            parts.append(f"{len(self.news_text)} news texts")
         return "; ".join(parts)
 
 
@@ -425,6 +426,7 @@ def _market_features(x: np.ndarray, bad: np.ndarray, day: np.ndarray, n_days: in
     return (sums / np.maximum(count, 1.0)[:, None]).astype(np.float32)
 
 
-def load_market_data(source, cache_dir: str | None = None, **kwargs) -> MarketData:
-    """Load ``source`` (through the cache) and build :class:`MarketData`; kwargs as in build_market_data."""
-    return build_market_data(cached_panel(source, cache_dir), **kwargs)
+def load_market_data(source, cache_dir: str | None = None, news: bool = True, **kwargs) -> MarketData:
+    """Load ``source`` (through the cache) and build :class:`MarketData`; kwargs as in build_market_data.
+    ``news=False``: prices only, the texts are neither decoded nor indexed."""
+    return build_market_data(cached_panel(source, cache_dir, news=news), **kwargs)

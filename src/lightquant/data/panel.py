@@ -46,6 +46,10 @@ class Panel:
         if not (len(self.news_stock) == len(self.news_date) == len(self.news_text)):
             raise ValueError("Panel news arrays must have equal length")
 
+    def without_news(self) -> "Panel":
+        """The same prices with no texts (what a price-only run needs)."""
+        return Panel(stocks=self.stocks, dates=self.dates, prices=self.prices)
+
     @property
     def traded(self) -> np.ndarray:
         """(S, D) bool: the stock has a price bar that day."""

@@ -301,9 +301,10 @@ def section(s: Settings) -> Section:
         pa, pm = PUBLISHED_ACL18[m]
         (short if acc < pa or mcc < pm else ok).append(f"{m} ({acc - pa:+.2f} acc points, {mcc - pm:+.3f} MCC)")
     if short:
-        sec.notes.append("Short of the published ACL18 figure in accuracy or MCC: " + "; ".join(short) + ".")
+        sec.notes.append("With the defaults, short of the published ACL18 figure in accuracy or MCC: "
+                         + "; ".join(short) + ".")
     if ok:
-        sec.notes.append("At or above the published figure in both: " + "; ".join(ok) + ".")
+        sec.notes.append("With the defaults, at or above the published figure in both: " + "; ".join(ok) + ".")
     if not runs:
         sec.notes.append("No dataset found: set LIGHTQUANT_DATA to the folder holding acl18/ and CSMD50/.")
     failed = [r for r in runs if r["failed"]]

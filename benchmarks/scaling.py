@@ -119,8 +119,9 @@ def section(s: Settings) -> Section:
     sec.description = DESCRIPTION.format(base=fmt(base_mb, 0))
     sec.notes.append(
         "What grows and why: MarketData grows with stock-days (universe) and with the number of texts (its "
-        "embedding table, texts x dim), never with the window; the rest of Δ RSS is the parsed panel and its "
-        "texts (with the universe) and one batch's activations, which grow with batch x window x K x dim "
+        "embedding table, texts x dim), never with the window; the rest of Δ RSS is the parsed panel (with "
+        "the universe; a price-only run, as on the universe axis, leaves the texts on disk: texts 0), the texts "
+        "of a news run, and one batch's activations, which grow with batch x window x K x dim "
         "(window and K axes) but not with the number of samples.")
     if s.mode != "full":
         sec.notes.append("Quick mode stops the universe at 300 stocks and the texts axis at K = 20 on 20 stocks; "

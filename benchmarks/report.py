@@ -19,7 +19,7 @@ from benchmarks.common import Section, Table, machine_line
 
 INTRO = """`make bench` (`python -m benchmarks.run`) measures LightQuant's engine against the obvious
 alternatives and the models against their published results (hours: the quality section
-trains all nine models on ACL18 and CSMD50 with 3 seeds); `make bench-quick` (`--quick`) is the
+trains all nine models on ACL18 and CSMD50 with 3 seeds, then the configs tried beyond the defaults); `make bench-quick` (`--quick`) is the
 half-hour version on two cores (sections 1-6 shortened, quality reduced to 1 seed x 5 epochs),
 and `python -m benchmarks.run --smoke` the structure check the test suite runs
 (`tests/test_benchmarks.py`: no timing is ever asserted). The thread count is 1 (`--threads`)

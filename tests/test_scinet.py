@@ -11,26 +11,20 @@ import torch.nn.functional as F
 from lightquant.batch import Batch
 from lightquant.models.scinet import SCINet
 
+from .fakes import n_params, random_batch
+
 SMALL = {"hidden_size": 8, "dropout": 0.0}
 
 
 def make_batch(b: int, t: int, f: int, h: int = 1, seed: int = 0, news: int = 0) -> Batch:
-    g = torch.Generator().manual_seed(seed)
-    y_shape = (b,) if h == 1 else (b, h)
-    batch = Batch(
-        x=torch.randn(b, t, f, generator=g),
-        y=(torch.rand(y_shape, generator=g) > 0.5).float(),
-        stock=torch.zeros(b, dtype=torch.long),
-        date=torch.zeros(b, dtype=torch.long),
-        row=torch.arange(b),
-    )
+    """``random_batch`` with labels for ``h`` horizons ((B, H) when h > 1) and, with ``news`` > 0,
+    3 texts of that size per day, including a day and a whole window without any text."""
+    batch = random_batch(b, t, f, k=3 if news else 0, e=news, seed=seed)
+    if h > 1:
+        batch.y = (torch.rand(b, h, generator=torch.Generator().manual_seed(seed + 1000)) > 0.5).float()
     if news:
-        k = 3
-        batch.news = torch.randn(b, t, k, news, generator=g)
-        mask = torch.rand(b, t, k, generator=g) > 0.4
-        mask[0, 2] = False  # a day without any text
-        mask[1] = False  # a window without any text
-        batch.news_mask = mask
+        batch.news_mask[0, 2] = False  # a day without any text
+        batch.news_mask[1] = False  # a window without any text
     return batch
 
 
@@ -39,10 +33,6 @@ def build(f: int, t: int, seed: int = 0, **kw) -> SCINet:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the padding note; tested on its own below
         return SCINet(f, t, **{**SMALL, **kw})
-
-
-def n_params(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 def masked_bce(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -26,6 +26,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from lightquant.data.features import ADV_ALSTM_FEATURES
+
 from benchmarks.common import (
     ALL_MODELS,
     CONF,
@@ -53,7 +55,10 @@ PUBLISHED_ACL18 = {
 #: What was tried beyond the defaults on ACL18 (full mode; ``--variants`` on the command line):
 #: name -> (what it is, model -> its overrides). Each runs over the same seeds as the defaults.
 _PAPER = ["experiment=acl18_paper", "model.layers=1", "model.dropout=0"]
-_ADV_FEATURES = "dataset.features=[c_open,c_high,c_low,close,adj_close,ma5,ma10,ma15,ma20,ma25,ma30]"
+_ADV_FEATURES = f"dataset.features=[{','.join(ADV_ALSTM_FEATURES)}]"
+# the best trial's settings shared by ALSTM and Adv-ALSTM (the "sweep" variant below)
+_SWEPT = [*_PAPER[:2], "model.hidden_size=8", "model.attention_size=8", "model.dropout=0.392",
+          "dataset.look_back_window=6", "trainer.lr=0.00893", "trainer.weight_decay=0.000554"]
 VARIANTS: dict[str, tuple[str, dict[str, list[str]]]] = {
     "paper": (
         "the Adv-ALSTM paper's inputs, optimisation and sizes (conf/experiment/acl18_paper.yaml: its 11 "
@@ -81,11 +86,8 @@ VARIANTS: dict[str, tuple[str, dict[str, list[str]]]] = {
         "on experiment=acl18_paper: lr, weight decay, batch, lag, units, dropout, epsilon, beta), and ALSTM "
         "with the same settings minus the adversarial terms",
         {
-            "alstm": [*_PAPER[:2], "model.hidden_size=8", "model.attention_size=8", "model.dropout=0.392",
-                      "dataset.look_back_window=6", "trainer.lr=0.00893", "trainer.weight_decay=0.000554"],
-            "adv_lstm": [*_PAPER[:2], "model.hidden_size=8", "model.attention_size=8", "model.dropout=0.392",
-                         "dataset.look_back_window=6", "trainer.lr=0.00893", "trainer.weight_decay=0.000554",
-                         "model.epsilon=0.0384", "model.adv_weight=0.498"],
+            "alstm": _SWEPT,
+            "adv_lstm": [*_SWEPT, "model.epsilon=0.0384", "model.adv_weight=0.498"],
         },
     ),
 }
@@ -179,6 +181,17 @@ def run_all(datasets: Sequence[str], models: Sequence[str], seeds: Sequence[int]
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:  # threads only wait on train.py processes
         return list(pool.map(one, plan))
+
+
+def run_variant(name: str, seeds: Sequence[int], epochs: int | None, out: Path, threads: int, tag: str,
+                extra: Sequence[str] = (), verbose: bool = True, jobs: int = 1) -> list[dict]:
+    """One entry of VARIANTS on ACL18: its models over ``seeds``, in ``<tag>-<name>/``."""
+    if name not in VARIANTS:
+        raise SystemExit(f"unknown quality variant {name!r}; choose from {sorted(VARIANTS)}")
+    per_model = VARIANTS[name][1]
+    runs = run_all(["acl18"], list(per_model), seeds, epochs, out, threads, f"{tag}-{name}", extra,
+                   verbose=verbose, jobs=jobs, per_model=per_model)
+    return [dict(r, variant=name) for r in runs]
 
 
 def _mean_std(xs: list[float], scale: float = 1.0, digits: int = 2) -> str:
@@ -281,16 +294,12 @@ def section(s: Settings) -> Section:
     variants = s.quality_variants if s.quality_variants is not None else s.pick([], [], list(VARIANTS))
     tried = []
     for v in variants:
-        if v not in VARIANTS:
-            raise SystemExit(f"--quality-variants: unknown variant {v!r}; choose from {sorted(VARIANTS)}")
-        what, per_model = VARIANTS[v]
-        vr = run_all(["acl18"], list(per_model), seeds, epochs, s.out_dir, s.threads, f"{tag}-{v}",
-                     verbose=s.mode != "smoke", jobs=s.jobs, per_model=per_model)
+        vr = run_variant(v, seeds, epochs, s.out_dir, s.threads, tag, verbose=s.mode != "smoke", jobs=s.jobs)
         if vr:
             t = summarize(vr, "acl18")
-            t.caption = f"acl18, tried beyond the defaults — {v}: {what}; {seeds_txt}"
+            t.caption = f"acl18, tried beyond the defaults — {v}: {VARIANTS[v][0]}; {seeds_txt}"
             sec.tables.append(t)
-            tried += [dict(r, variant=v) for r in vr]
+            tried += vr
     acl = [r for r in runs if r["dataset"] == "acl18" and not r["failed"]]
     short, ok = [], []
     for m in dict.fromkeys(r["model"] for r in acl):
@@ -370,10 +379,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     from benchmarks.report import render_table
 
     for v in [v for v in a.variants.split(",") if v]:
-        per_model = VARIANTS[v][1]
-        vr = run_all(["acl18"], list(per_model), seeds, a.epochs, a.out, a.threads, f"{tag}-{v}", a.extra,
-                     jobs=a.jobs, per_model=per_model)
-        print(render_table(summarize(vr, "acl18")))
+        runs = run_variant(v, seeds, a.epochs, a.out, a.threads, tag, a.extra, jobs=a.jobs)
+        print(render_table(summarize(runs, "acl18")))
     if a.variants:
         return
     runs = run_all(a.datasets.split(","), a.models.split(","), seeds, a.epochs, a.out, a.threads, tag, a.extra,

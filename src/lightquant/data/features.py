@@ -83,12 +83,10 @@ def _moving_average(k: int) -> Callable[[Rows], np.ndarray]:
         adj = rows.prices["adj_close"]
         r = np.arange(len(rows))
         first = np.maximum.accumulate(np.where(rows.prev < 0, r, 0))  # each row's stock's first row
-        ok = r - first >= k - 1
-        total = np.zeros(len(rows))
-        for lag in range(k):
-            total[ok] += adj[r[ok] - lag]  # a NaN price voids the windows that contain it
+        end = r[r - first >= k - 1]  # rows with k trading days of their own stock
+        total = sum(adj[end - lag] for lag in range(k))  # a NaN price voids the windows that contain it
         out = np.full(len(rows), np.nan)
-        out[ok] = total[ok] / k / adj[ok] - 1.0
+        out[end] = total / k / adj[end] - 1.0
         return out
 
     f.__doc__ = f"mean adjusted close of the last {k} trading days / today's adjusted close - 1 (Adv-ALSTM)"
@@ -108,11 +106,12 @@ FEATURES: dict[str, Callable[[Rows], np.ndarray]] = {
     "volume": _volume,
     "adj_close": _adj_return,
     "range": _range,
-    # the 11 features of Adv-ALSTM (Feng et al., IJCAI 2019, table 1) are c_open, c_high,
-    # c_low, close, adj_close, ma5 ... ma30 (conf/experiment/acl18_adv_alstm.yaml)
     **{f"c_{f}": _to_close(f) for f in ("open", "high", "low")},
     **{f"ma{k}": _moving_average(k) for k in (5, 10, 15, 20, 25, 30)},
 }
+#: The 11 features of Adv-ALSTM (Feng et al., IJCAI 2019, table 1), also DTML's on ACL18
+#: (conf/experiment/acl18_paper.yaml lists the same).
+ADV_ALSTM_FEATURES = ["c_open", "c_high", "c_low", "close", "adj_close", "ma5", "ma10", "ma15", "ma20", "ma25", "ma30"]
 
 
 def compute_features(rows: Rows, names: Sequence[str]) -> np.ndarray:

@@ -26,8 +26,6 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from lightquant.data.features import ADV_ALSTM_FEATURES
-
 from benchmarks.common import (
     ALL_MODELS,
     CONF,
@@ -40,6 +38,7 @@ from benchmarks.common import (
     fmt,
     news_overrides,
 )
+from lightquant.data.features import ADV_ALSTM_FEATURES
 
 #: /work/shared/datasets/README.md, "Published test results on this protocol": (accuracy %, MCC).
 #: BiLSTM and SCINet have no published ACL18 figure there.

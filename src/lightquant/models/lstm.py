@@ -23,6 +23,8 @@ class LSTM(nn.Module):
     forward direction's state at t=T-1 concatenated with the backward direction's state at
     t=0, i.e. each direction's state after reading the whole window. ``news_size > 0``
     (``use_news=true``) appends each day's mean text embedding to its price features.
+    ``mapping_size > 0`` first maps each day's inputs through ``tanh(W x_t + b)`` of that width,
+    as the Adv-ALSTM authors' LSTM baseline (their ALSTM network without attention) does.
     """
 
     def __init__(
@@ -33,6 +35,7 @@ class LSTM(nn.Module):
         dropout: float = 0.2,
         bidirectional: bool = False,
         news_size: int = 0,
+        mapping_size: int = 0,
     ) -> None:
         super().__init__()
         check_positive_int("input_size", input_size)
@@ -42,8 +45,10 @@ class LSTM(nn.Module):
         check_bool("bidirectional", bidirectional)
         self.news_size = check_non_negative_int("news_size", news_size)
         self.directions = 2 if bidirectional else 1
+        check_non_negative_int("mapping_size", mapping_size)
+        self.mapping = nn.Linear(input_size + news_size, mapping_size) if mapping_size else None
         self.rnn = nn.LSTM(
-            input_size + news_size,
+            mapping_size or input_size + news_size,
             hidden_size,
             num_layers=layers,
             batch_first=True,
@@ -56,7 +61,14 @@ class LSTM(nn.Module):
 
     def latent(self, batch: Batch) -> torch.Tensor:
         """(B, T, F) -> (B, D*H) last-layer final state of each direction, after dropout."""
-        _, (h_n, _) = self.rnn(price_news_inputs(batch, self.news_size))  # h_n: (layers*D, B, H), last layer's directions last
+        x = price_news_inputs(batch, self.news_size)  # (B, T, F+E)
+        if self.mapping is not None:
+            x = torch.tanh(self.mapping(x))  # (B, T, M)
+        elif torch.is_autocast_enabled(x.device.type):
+            # oneDNN on CPUs without native bf16 (AVX2 only) fails on an fp32 input that autocast
+            # casts for the LSTM, and runs one that arrives in the autocast dtype
+            x = x.to(torch.get_autocast_dtype(x.device.type))
+        _, (h_n, _) = self.rnn(x)  # h_n: (layers*D, B, H), last layer's directions last
         # h_n[-2] = forward at t=T-1, h_n[-1] = backward at t=0 (bidirectional case)
         last = h_n[-self.directions :]  # (D, B, H)
         return self.dropout(last.transpose(0, 1).reshape(last.shape[1], -1))  # (B, D*H)

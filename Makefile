@@ -18,9 +18,11 @@ DIR ?=
 SWANLOG ?= swanlog
 PORT ?= 5092
 NPROC ?= 2
+SEED ?= 1
+OUT ?= outputs/acl18/adv_lstm_two_stage/seed$(SEED)
 
 .DEFAULT_GOAL := help
-.PHONY: help install train train-ddp gpu-check test test-fast leaderboard sweep sweep-parallel report dashboard clean clean-cache bench bench-quick
+.PHONY: help install train train-ddp paper-adv-alstm gpu-check test test-fast leaderboard sweep sweep-parallel report dashboard clean clean-cache bench bench-quick
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -38,6 +40,13 @@ train: $(INSTALLED) ## Train the default model (LSTM) on the built-in synthetic 
 
 train-ddp: $(INSTALLED) ## DDP over NPROC processes on this machine (torchrun; GPUs, or CPU with gloo); overrides in ARGS
 	$(BIN)/torchrun --standalone --nproc_per_node=$(NPROC) train.py trainer=ddp $(ARGS)
+
+# Adv-ALSTM as its authors ran it (conf/experiment/paper/adv_alstm_acl18.yaml): train ALSTM, then
+# fine-tune it with the adversarial loss from its best weights; runs in OUT/stage1 and OUT/stage2.
+paper-adv-alstm: $(INSTALLED) ## Adv-ALSTM's two-stage ACL18 recipe (ALSTM, then adversarial fine-tuning); SEED, OUT, ARGS
+	$(BIN)/python train.py experiment=paper/alstm_acl18 seed=$(SEED) hydra.run.dir=$(OUT)/stage1 $(ARGS)
+	$(BIN)/python train.py experiment=paper/adv_alstm_acl18 seed=$(SEED) trainer.init_from=$(OUT)/stage1 \
+	  hydra.run.dir=$(OUT)/stage2 $(ARGS)
 
 gpu-check: $(INSTALLED) ## On a CUDA machine: train a few models in fp32/bf16/fp16, check they agree, print throughput
 	PYTHON=$(BIN)/python bash scripts/gpu_check.sh

@@ -147,6 +147,7 @@ def run_one(overrides: list[str], run_dir: Path, out: Path, threads: int, root: 
         "test_accuracy": m["test"]["accuracy"], "test_mcc": m["test"]["mcc"],
         "val_accuracy": m["val"]["accuracy"], "val_mcc": m["val"]["mcc"],
         "best_epoch": m.get("best_epoch"), "epochs_trained": m.get("epochs_trained"), "test_n": m["test"].get("n"),
+        "test_majority_accuracy": m["test"].get("majority_accuracy"), "test_p_vs_majority": m["test"].get("p_vs_majority"),
     }
     record.write_text(json.dumps(done, indent=2))
     return done

@@ -29,7 +29,7 @@ from lightquant.engine import (
     resolve_device,
     seed_everything,
 )
-from lightquant.engine.checkpoint import atomic_write_text
+from lightquant.engine.checkpoint import atomic_write_text, init_weights
 from lightquant.engine.distributed import main_only, rank_suffix, run_name
 from lightquant.evaluation.predictions import predict_frame
 from lightquant.evaluation.report import finish_run
@@ -59,7 +59,8 @@ def build_data(cfg: DictConfig) -> MarketData:
     data = load_market_data(
         instantiate(d.source),
         cache_dir=cfg.paths.cache_dir,
-        news=bool(cfg.use_news),  # price-only runs leave the texts on disk
+        # price-only runs leave the texts on disk, unless the protocol selects samples by their texts
+        news=bool(cfg.use_news) or bool(d.get("require_text_days", False)),
         features=list(d.features),
         look_back_window=int(d.look_back_window),
         splits=OmegaConf.to_container(d.splits, resolve=True),
@@ -67,6 +68,9 @@ def build_data(cfg: DictConfig) -> MarketData:
         up_threshold=float(d.label.up_threshold),
         down_threshold=float(d.label.down_threshold),
         normalize=bool(d.normalize),
+        news_alignment=str(d.get("news_alignment", "next")),
+        text_lag_days=d.get("text_lag_days"),
+        require_text_days=bool(d.get("require_text_days", False)),
     )
     data.check_splits()
     if cfg.use_news:
@@ -130,6 +134,9 @@ def train(cfg: DictConfig, callbacks: Sequence[object] = ()) -> dict[str, Any]:
     model = build_model(cfg, data)
     n_params = sum(p.numel() for p in model.parameters())
     log.info("Model %s (%s): %d parameters", cfg.model_name, cfg.model._target_, n_params)
+    if t.get("init_from"):
+        log.info("Initial weights from %s (weights only; optimizer and schedule start afresh)",
+                 init_weights(model, t.init_from))
     optimizer = instantiate(t.optimizer)(params=model.parameters())
     scheduler = instantiate(t.scheduler)(optimizer=optimizer) if t.get("scheduler") else None
 
@@ -151,6 +158,9 @@ def train(cfg: DictConfig, callbacks: Sequence[object] = ()) -> dict[str, Any]:
         precision=str(t.precision),
         accumulate_grad_batches=int(t.accumulate_grad_batches),
         find_unused_parameters=bool(t.get("find_unused_parameters", False)),
+        loss=str(t.get("loss", "bce")),
+        penalty_weight=float(t.penalty.weight) if t.get("penalty") else 0.0,
+        penalty_params=list(t.penalty.params) if t.get("penalty") else [],
         checkpoint_dir=out_dir / "checkpoints",
         checkpoint_extra={"config": resolved},
         callbacks=[*callbacks, CurvesPlot(out_dir, title=f"{cfg.model_name} on {cfg.dataset.name}")],

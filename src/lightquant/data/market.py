@@ -14,6 +14,14 @@ Rules (see README "Data"):
 - normalisation statistics come from training-period rows only;
 - news published on day d is attached to the stock's first trading day >= d
   (weekend news goes to Monday) and is never used for day d's own movement.
+
+Evaluation protocols other than the standard one (conf/dataset/acl18_stocknet.yaml) add
+three rules, each off by default: ``news_alignment="previous"`` attaches a text to the last
+trading day <= its date instead (weekend texts inform Monday's movement, as in stocknet-code);
+``text_lag_days=L`` lets a sample with target day d see only texts dated d-L .. d-1; and
+``require_text_days`` keeps a sample only if every lag step (each trading day of d-L+1 .. d,
+fed by the texts of the calendar days since the trading day before it) has a text in that
+window.
 """
 
 from __future__ import annotations
@@ -79,6 +87,10 @@ class MarketData:
     # samples x window x texts x dim is never materialised.
     news_emb: torch.Tensor | None = None  # (N+1, E)
     row_news: torch.Tensor | None = None  # (R, K) long
+    # text_lag_days (a protocol's text window): each text's calendar day, and each row's
+    news_day: torch.Tensor | None = None  # (N,) long days since 1970 of news_text; (N+1,) once with_news
+    day_number: torch.Tensor | None = None  # (D,) long days since 1970 of ``dates``
+    text_lag_days: int | None = None
     _row_ret: torch.Tensor | None = None  # (R,) next-day return of each row (for horizon labels)
     _offsets: torch.Tensor = field(init=False, repr=False)
 
@@ -118,6 +130,9 @@ class MarketData:
             slots = self.row_news[rows]  # (..., T, K)
             batch.news = self.news_emb[slots]  # (..., T, K, E)
             batch.news_mask = slots > 0
+            if self.text_lag_days is not None:  # only texts dated d-L .. d-1 for target day d
+                target = self.day_number[self.row_day[(end + 1).clamp_max(len(self.row_day) - 1)]]  # (...)
+                batch.news_mask &= self.news_day[slots] >= (target - self.text_lag_days)[..., None, None]
         return batch
 
     def with_horizons(self, horizons: int) -> "MarketData":
@@ -215,7 +230,10 @@ class MarketData:
         # slot k of a row holds its k-th text (+1: table row 0 is the padding), or the padding
         slots = torch.where(k < counts[:, None], ptr[:-1, None] + k + 1, 0)  # (R, K)
         table = torch.cat([torch.zeros(1, emb.shape[1]), emb])  # (N+1, E)
-        return replace(self, news_emb=table.to(self.device), row_news=slots.to(self.device))
+        out = replace(self, news_emb=table.to(self.device), row_news=slots.to(self.device))
+        if self.news_day is not None and len(self.news_day) == len(self.news_text):  # indexed like the table
+            out.news_day = torch.cat([self.news_day.new_zeros(1), self.news_day.cpu()]).to(self.device)
+        return out
 
     def to(self, device: torch.device | str) -> "MarketData":
         """Move every tensor; the splits are small, so the whole dataset can live on the GPU."""
@@ -298,11 +316,18 @@ def _split_bounds(splits: dict, dates: np.ndarray) -> dict[str, tuple[np.datetim
     return {"train": (train_start, train_end), "val": (train_end + one, val_end), "test": (val_end + one, test_end)}
 
 
-def _attach_news(panel: Panel, rows: Rows) -> tuple[np.ndarray, list[str]]:
-    """CSR index of texts per row: each text goes to its stock's first trading day >= its date."""
+NEWS_ALIGNMENTS = ("next", "previous")
+
+
+def _attach_news(panel: Panel, rows: Rows, alignment: str = "next") -> tuple[np.ndarray, list[str], np.ndarray]:
+    """CSR index of texts per row: each text goes to its stock's first trading day >= its date
+    (``"next"``) or its last trading day <= its date (``"previous"``). Also each kept text's day
+    number (days since 1970)."""
+    if alignment not in NEWS_ALIGNMENTS:
+        raise ValueError(f"dataset.news_alignment={alignment!r}; use one of {NEWS_ALIGNMENTS}")
     n_rows = len(rows)
     if len(panel.news_text) == 0:
-        return np.zeros(n_rows + 1, dtype=np.int64), []
+        return np.zeros(n_rows + 1, dtype=np.int64), [], np.zeros(0, dtype=np.int64)
     day_num = panel.dates.astype("datetime64[D]").astype(np.int64)
     span = int(day_num.max() - day_num.min()) + 10_000  # room for news dated outside the price range
     base = int(day_num.min()) - 5_000
@@ -311,16 +336,49 @@ def _attach_news(panel: Panel, rows: Rows) -> tuple[np.ndarray, list[str]]:
     # from pandas) would otherwise be counted in ns, clipped, and every news item silently dropped.
     news_day = panel.news_date.astype("datetime64[D]").astype(np.int64)
     news_key = panel.news_stock * span + np.clip(news_day - base, 0, span - 1)
-    target = np.searchsorted(row_key, news_key, side="left")
-    ok = target < n_rows
-    ok[ok] = rows.stock[target[ok]] == panel.news_stock[ok]  # news after the stock's last day is dropped
+    if alignment == "next":
+        target = np.searchsorted(row_key, news_key, side="left")
+    else:
+        target = np.searchsorted(row_key, news_key, side="right") - 1
+    ok = (target >= 0) & (target < n_rows)
+    ok[ok] = rows.stock[target[ok]] == panel.news_stock[ok]  # news outside the stock's trading days is dropped
     if (~ok).any():
-        log.info("%d news item(s) dated after their stock's last trading day dropped", int((~ok).sum()))
+        side = "after their stock's last" if alignment == "next" else "before their stock's first"
+        log.info("%d news item(s) dated %s trading day dropped", int((~ok).sum()), side)
     order = np.argsort(target[ok], kind="stable")
     kept = np.nonzero(ok)[0][order]
     ptr = np.zeros(n_rows + 1, dtype=np.int64)
     np.cumsum(np.bincount(target[kept], minlength=n_rows), out=ptr[1:])
-    return ptr, [panel.news_text[i] for i in kept.tolist()]
+    return ptr, [panel.news_text[i] for i in kept.tolist()], news_day[kept]
+
+
+def _text_coverage(rows: Rows, day_num: np.ndarray, ptr: np.ndarray, news_day: np.ndarray, lag: int,
+                   window: int) -> np.ndarray:
+    """(R,) bool: the sample ending at row t (target day d = the next row's day) has, for every lag
+    step, a text dated d-lag .. d-1 on the row feeding it. The steps are the trading days of
+    d-lag+1 .. d; step s is fed by the row of the trading day before s (texts "previous"-aligned,
+    so dated from that day up to s-1). stocknet-code's ``_get_unaligned_corpora`` and its
+    zero-message check in ``sample_gen_from_one_stock``."""
+    n = len(rows)
+    counts = np.diff(ptr)
+    last = np.full(n, np.iinfo(np.int64).min // 2)  # latest text day of each row
+    has = counts > 0
+    if has.any():
+        last[has] = np.maximum.reduceat(news_day, ptr[:-1][has])
+    day = day_num[rows.day]  # (R,) calendar day of each row
+    nxt = np.minimum(np.arange(n) + 1, n - 1)
+    same_next = np.r_[rows.stock[1:] == rows.stock[:-1], False]
+    target = np.where(same_next, day[nxt], np.iinfo(np.int64).max // 2)  # d of the sample ending at t
+    ok = same_next.copy()
+    # At most `lag` steps, fed by rows t .. t-lag+1: inside the window (window >= lag, checked by the caller).
+    for k in range(min(window, lag)):  # row t-k feeds a step when its next trading day is > d - lag
+        r = np.arange(n) - k
+        valid = r >= 0
+        rc = np.maximum(r, 0)
+        valid &= rows.stock[rc] == rows.stock
+        step = valid & (day[np.minimum(rc + 1, n - 1)] > target - lag)
+        ok &= ~step | (last[rc] >= target - lag)
+    return ok
 
 
 def build_market_data(
@@ -333,10 +391,22 @@ def build_market_data(
     up_threshold: float = 0.0,
     down_threshold: float = 0.0,
     normalize: bool = True,
+    news_alignment: str = "next",
+    text_lag_days: int | None = None,
+    require_text_days: bool = False,
 ) -> MarketData:
-    """Turn a panel into :class:`MarketData`. Plain arguments, no config objects."""
+    """Turn a panel into :class:`MarketData`. Plain arguments, no config objects.
+    ``news_alignment``, ``text_lag_days``, ``require_text_days``: a protocol's text rules (module doc)."""
     if look_back_window < 1:
         raise ValueError(f"dataset.look_back_window={look_back_window} must be >= 1")
+    if text_lag_days is not None and (isinstance(text_lag_days, bool) or not isinstance(text_lag_days, int)
+                                      or text_lag_days < 1):
+        raise ValueError(f"dataset.text_lag_days={text_lag_days!r} must be an integer >= 1 or null")
+    if require_text_days and text_lag_days is None:
+        raise ValueError("dataset.require_text_days=true needs dataset.text_lag_days (the calendar days of the lag)")
+    if require_text_days and look_back_window < text_lag_days:
+        raise ValueError(f"dataset.require_text_days checks {text_lag_days} lag steps, more than the "
+                         f"dataset.look_back_window={look_back_window} days of a window; use a window >= text_lag_days")
     if down_threshold > up_threshold:
         raise ValueError(
             f"dataset.label.down_threshold={down_threshold} > up_threshold={up_threshold}; "
@@ -364,6 +434,12 @@ def build_market_data(
     up = ret >= up_threshold
     down = ret < down_threshold
     usable &= up | down  # returns in [down, up) are ambiguous and dropped
+    day_num = panel.dates.astype("datetime64[D]").astype(np.int64)
+    news_ptr, news_text, news_day = _attach_news(panel, rows, news_alignment)
+    if require_text_days:
+        if not news_text:
+            raise ValueError("dataset.require_text_days=true but the dataset has no texts: check its news/tweet folders")
+        usable &= _text_coverage(rows, day_num, news_ptr, news_day, text_lag_days, T)
 
     bounds = _split_bounds(dict(splits), panel.dates)
     tdates = np.where(target_day >= 0, panel.dates[np.maximum(target_day, 0)], np.datetime64("NaT"))
@@ -394,7 +470,7 @@ def build_market_data(
         mean, std = np.zeros(x.shape[1]), np.ones(x.shape[1])
     xn = np.nan_to_num((x - mean) / std, nan=0.0)  # NaN rows are never inside a usable window
 
-    news_ptr, news_text = _attach_news(panel, rows)
+    lagged = text_lag_days is not None
     return MarketData(
         stocks=list(panel.stocks),
         dates=panel.dates,
@@ -414,6 +490,9 @@ def build_market_data(
         bounds=bounds,
         train_end=bounds["train"][1],
         _row_ret=torch.from_numpy(np.nan_to_num(ret).astype(np.float32)),
+        news_day=torch.from_numpy(news_day) if lagged else None,
+        day_number=torch.from_numpy(day_num) if lagged else None,
+        text_lag_days=text_lag_days,
     )
 
 

@@ -47,3 +47,47 @@ def find_checkpoint(path: str | Path) -> Path:
     raise FileNotFoundError(
         f"trainer.resume={path}: no checkpoint there; give a .pt file or a run dir holding checkpoints/last.pt"
     )
+
+
+def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], Path]:
+    """The trained weights of another run, for ``trainer.init_from`` (weights only: no optimizer,
+    epoch or RNG state, unlike ``trainer.resume``).
+
+    ``path`` is a run dir (its ``checkpoints/best.pt``), a checkpoint (``best.pt``, or ``last.pt``
+    whose best-epoch weights are taken: what that run ended with and exported) or an exported
+    ``.pth``. Returns the state dict and the file it came from.
+    """
+    p = Path(path)
+    for candidate in (p, p / "best.pt", p / "checkpoints" / "best.pt"):
+        if candidate.is_file():
+            state = torch.load(candidate, map_location="cpu", weights_only=True)
+            if not isinstance(state, dict):
+                break
+            for key in ("best_model", "model", "state_dict"):  # last.pt, best.pt, an export
+                if isinstance(state.get(key), dict):
+                    return state[key], candidate
+            raise ValueError(f"trainer.init_from={path}: {candidate} holds no model weights "
+                             "(expected a LightQuant checkpoint or export)")
+    raise FileNotFoundError(
+        f"trainer.init_from={path}: no weights there; give a run dir (with checkpoints/best.pt), a .pt "
+        "checkpoint or an exported .pth"
+    )
+
+
+def init_weights(model: torch.nn.Module, path: str | Path) -> Path:
+    """Load another run's weights into ``model``, refusing (before any training) when the
+    architectures differ, with the differing keys named."""
+    state, source = load_weights(path)
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = sorted(f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
+                    if k in state and state[k].shape != v.shape)
+    if missing or unexpected or shapes:
+        parts = [f"missing {missing}" if missing else "", f"unexpected {unexpected}" if unexpected else "",
+                 f"other shapes (saved vs this model) {shapes}" if shapes else ""]
+        raise ValueError(f"trainer.init_from={path}: the weights in {source} do not fit this model: "
+                         + "; ".join(p for p in parts if p)
+                         + ". Use the same model sizes as the run they came from")
+    model.load_state_dict(state)
+    return source

@@ -1,4 +1,10 @@
-"""Early stopping on a validation metric."""
+"""Early stopping and model selection on a validation metric.
+
+``monitor`` is any logged ``val/<metric>`` (loss, accuracy, mcc, f1, ...); the epoch with its
+best value is the one whose weights the run keeps (the first such epoch on ties). ``patience:
+null`` never stops early: every epoch runs and only the selection acts, as the papers' "test at
+the best-validation-accuracy epoch" rule (conf/experiment/paper/).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +16,7 @@ from dataclasses import asdict, dataclass
 class EarlyStopping:
     monitor: str = "val/mcc"
     mode: str = "max"
-    patience: int = 15
+    patience: int | None = 15
     min_delta: float = 0.0
     best: float | None = None
     best_epoch: int = -1
@@ -19,8 +25,9 @@ class EarlyStopping:
     def __post_init__(self) -> None:
         if self.mode not in ("min", "max"):
             raise ValueError(f"trainer.early_stopping.mode={self.mode!r}; use min or max")
-        if self.patience < 1:
-            raise ValueError(f"trainer.early_stopping.patience={self.patience} must be >= 1")
+        if self.patience is not None and (isinstance(self.patience, bool) or not isinstance(self.patience, int)
+                                          or self.patience < 1):
+            raise ValueError(f"trainer.early_stopping.patience={self.patience} must be an integer >= 1, or null to never stop early")
 
     def step(self, metrics: dict[str, float], epoch: int) -> bool:
         """Record this epoch; True when it is the new best."""
@@ -39,7 +46,7 @@ class EarlyStopping:
 
     @property
     def should_stop(self) -> bool:
-        return self.bad_epochs >= self.patience
+        return self.patience is not None and self.bad_epochs >= self.patience
 
     def state_dict(self) -> dict:
         return asdict(self)

@@ -1,8 +1,14 @@
 """The one training engine every model goes through.
 
 A model is any ``nn.Module`` with ``forward(batch) -> logits (B,)``; it may add an
-auxiliary training loss through ``extra_loss(batch, loss) -> Tensor`` (Adv-LSTM's
-adversarial term). The engine knows models only through that interface.
+auxiliary training loss through ``extra_loss(batch, loss, criterion) -> Tensor`` (Adv-LSTM's
+adversarial term; ``criterion`` is the run's per-label loss, ``trainer.loss``). The engine
+knows models only through that interface.
+
+The objective of a step is ``loss + extra_loss + penalty``: ``loss`` the mean ``trainer.loss``
+(bce | hinge) over the real labels, ``penalty`` = ``trainer.penalty.weight * sum(w**2) / 2`` over
+the parameters ``trainer.penalty.params`` names (Adv-ALSTM's L2 on its prediction layer only),
+apart from the optimizer's weight decay. The logged train loss is ``loss`` alone.
 
 Scale-out (README "Scale-out"): mixed precision (one autocast context around the forward),
 gradient accumulation, and DDP when torchrun started a process group (the Trainer wraps the
@@ -19,6 +25,7 @@ Trackers, plots and the like attach as callbacks: objects with any of
 from __future__ import annotations
 
 import copy
+import fnmatch
 import logging
 import sys
 import time
@@ -29,7 +36,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from torch.nn.parallel import DistributedDataParallel
 
@@ -39,6 +45,7 @@ from lightquant.engine.device import gpu_stats, gpu_status, to_device
 from lightquant.engine.early_stopping import EarlyStopping
 from lightquant.engine.seed import rng_state, set_rng_state
 from lightquant.evaluation.metrics import classification_metrics
+from lightquant.losses import Criterion, bce, get_criterion, masked_loss
 
 log = logging.getLogger(__name__)
 
@@ -55,15 +62,19 @@ def _fmt_time(seconds: float) -> str:
 
 
 def masked_bce(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """Mean BCE-with-logits over the real labels (padding stocks, missing horizons excluded).
-    In float32: autocast may hand back bf16/fp16 logits."""
-    if logits.shape != y.shape:
-        raise ValueError(f"model returned logits of shape {tuple(logits.shape)} for labels of shape {tuple(y.shape)}")
-    if mask is None:
-        return F.binary_cross_entropy_with_logits(logits.float(), y)
-    w = mask.to(torch.float32)
-    per = F.binary_cross_entropy_with_logits(logits.float(), y, reduction="none")
-    return (per * w).sum() / w.sum().clamp_min(1.0)
+    """Mean BCE-with-logits over the real labels (padding stocks, missing horizons excluded)."""
+    return masked_loss(bce, logits, y, mask)
+
+
+def penalized_parameters(model: torch.nn.Module, patterns: Sequence[str]) -> list[torch.nn.Parameter]:
+    """The parameters whose names match one of the ``fnmatch`` patterns (e.g. ``fc.weight``, ``fc.*``);
+    a pattern matching nothing is an error listing the names there are."""
+    named = dict(model.named_parameters())
+    unmatched = [p for p in patterns if not fnmatch.filter(named, p)]
+    if unmatched:
+        raise ValueError(f"trainer.penalty.params: {unmatched} match no parameter of {type(model).__name__}; "
+                         f"its parameters are {sorted(named)}")
+    return [w for n, w in named.items() if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
 
 
 def _autocast(precision: str, device: torch.device) -> torch.autocast | nullcontext:
@@ -102,6 +113,9 @@ class Trainer:
         precision: str | int = "32",
         accumulate_grad_batches: int = 1,
         find_unused_parameters: bool = False,
+        loss: str = "bce",
+        penalty_weight: float = 0.0,
+        penalty_params: Sequence[str] = (),
         checkpoint_dir: str | Path | None = None,
         checkpoint_extra: dict | None = None,
         progress: bool | None = None,
@@ -113,6 +127,13 @@ class Trainer:
             raise ValueError(f"dataset.batch_size={batch_size} must be >= 1")
         if accumulate_grad_batches < 1:
             raise ValueError(f"trainer.accumulate_grad_batches={accumulate_grad_batches} must be >= 1")
+        self.criterion: Criterion = get_criterion(loss)
+        if not penalty_weight >= 0:
+            raise ValueError(f"trainer.penalty.weight={penalty_weight} must be >= 0")
+        if penalty_weight > 0 and not penalty_params:
+            raise ValueError(f"trainer.penalty.weight={penalty_weight} needs trainer.penalty.params (e.g. [fc.weight])")
+        self.penalty_weight = float(penalty_weight)
+        self.penalized = penalized_parameters(model, penalty_params) if penalty_weight > 0 else []
         self.precision = str(precision)
         # One autocast context for every training forward (a no-op in fp32): no AMP copy of the loop.
         self.autocast = _autocast(self.precision, device)
@@ -192,8 +213,10 @@ class Trainer:
                         self.model.require_backward_grad_sync = k == len(micro) - 1
                     with self.autocast:
                         logits = self.model(batch)  # shaped like batch.y
-                        loss = masked_bce(logits, batch.y, batch.y_mask)  # this micro-batch's mean
-                        objective = loss + self._extra_loss(batch, loss) if self._extra_loss else loss
+                        loss = masked_loss(self.criterion, logits, batch.y, batch.y_mask)  # this micro-batch's mean
+                        objective = loss + self._extra_loss(batch, loss, self.criterion) if self._extra_loss else loss
+                        if self.penalized:  # per step: the micro-batch weights below sum to 1
+                            objective = objective + self.penalty()
                     n = labels[idx].sum().to(self.device) * live
                     # weights n / n_step sum to 1 over all ranks' micro-batches; DDP divides the
                     # summed gradients by world_size, hence x world_size
@@ -215,6 +238,10 @@ class Trainer:
                 "trainer.gradient_clip_val, or check the data for extreme values"
             )
         return mean
+
+    def penalty(self) -> torch.Tensor:
+        """``trainer.penalty.weight * sum(w**2) / 2`` over the named parameters (TF's ``l2_loss``)."""
+        return self.penalty_weight * 0.5 * sum((w.float() ** 2).sum() for w in self.penalized)
 
     def fit(self, data: MarketData) -> list[dict[str, float]]:
         """Train until ``epochs`` or early stopping; leaves the model with the best weights."""
@@ -325,7 +352,7 @@ class Trainer:
         logits, y, mask = self.predict(data, split)
         if not mask.any():
             return {"loss": float("nan"), "accuracy": float("nan"), "mcc": float("nan"), "f1": float("nan"), "n": 0}
-        out = {"loss": float(masked_bce(logits, y, mask))}
+        out = {"loss": float(masked_loss(self.criterion, logits, y, mask))}
         if data.horizons > 1:  # (N, H): the headline is t+1
             out.update(classification_metrics(y[:, 0].numpy(), torch.sigmoid(logits[:, 0]).numpy()))
             if per_horizon:

@@ -28,13 +28,13 @@ except ImportError:  # pragma: no cover
 
 # Columns summarised by default (those present in the file), in this order.
 KEY_METRICS = (
-    "val_accuracy", "val_mcc", "test_accuracy", "test_mcc", "test_f1",
+    "val_accuracy", "val_mcc", "test_accuracy", "test_majority_accuracy", "test_mcc", "test_f1",
     "bt_annual_return", "bt_sharpe", "bt_max_drawdown", "bt_calmar", "bt_information_ratio",
     "bench_annual_return", "bench_sharpe",
 )
 # Shown in the markdown run table (the CSV keeps everything).
 MD_COLUMNS = (
-    "time", "model", "use_news", "seed", "overrides", "val_mcc", "test_accuracy", "test_mcc",
+    "time", "model", "use_news", "seed", "overrides", "val_mcc", "test_accuracy", "test_majority_accuracy", "test_mcc",
     "bt_annual_return", "bt_sharpe", "bt_max_drawdown", "bench_sharpe", "git_commit",
 )
 DEFAULT_BY = ("model", "use_news", "overrides")

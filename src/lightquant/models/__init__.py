@@ -4,10 +4,11 @@ Every model is a single-device ``nn.Module`` built from keyword arguments (Hydra
 ``_target_``) with this interface:
 
 - ``forward(batch: Batch) -> Tensor``: logits of shape (B,) from ``batch.x`` (B, T, F);
-  no sigmoid, the engine applies ``BCEWithLogitsLoss``.
-- optional ``extra_loss(batch: Batch, loss: Tensor) -> Tensor``: called in training right
-  after ``loss = BCEWithLogits(model(batch), batch.y)``; its result is added to ``loss``
-  before backward (used by ``AdvLSTM`` for its adversarial term).
+  no sigmoid, the engine applies the run's loss (``trainer.loss``: BCE with logits or hinge).
+- optional ``extra_loss(batch: Batch, loss: Tensor, criterion) -> Tensor``: called in training
+  right after ``loss = criterion(model(batch), batch.y).mean()``; its result is added to ``loss``
+  before backward (``AdvLSTM``'s adversarial term, StockNet's KL and auxiliary days, PEN's KL
+  and salience). ``criterion`` (``lightquant.losses``) scores any extra predictions the same way.
 
 Price models (``news_size > 0`` fuses each day's mean text embedding): ``LSTM``
 (``bidirectional=True`` for BiLSTM), ``ALSTM``, ``AdvLSTM`` (Adv-ALSTM).

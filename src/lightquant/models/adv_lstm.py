@@ -4,20 +4,22 @@ latent representation, added to the loss through the engine's ``extra_loss`` hoo
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from lightquant.batch import Batch
+from lightquant.losses import Criterion, bce
 from lightquant.models.alstm import ALSTM
 from lightquant.models.layers import check_non_negative_float
 
 
 class AdvLSTM(ALSTM):
-    """ALSTM + adversarial loss ``adv_weight * BCE(head(e + delta), y)``.
+    """ALSTM + adversarial loss ``adv_weight * criterion(head(e + delta), y)``.
 
     delta = epsilon * g / ||g|| + perturbation_size * r / ||r||, with g the gradient of this
     step's clean loss w.r.t. the latent e (per-sample L2 norm, as in the paper) and
     r ~ N(0, I) an optional random perturbation. The gradient of the adversarial loss flows
-    into the whole network through e; delta itself is a constant.
+    into the whole network through e; delta itself is a constant. ``criterion`` is the run's
+    loss (``trainer.loss``: BCE, or hinge as in the paper's code), so the adversarial term is
+    scored like the clean one.
     """
 
     def __init__(
@@ -31,8 +33,9 @@ class AdvLSTM(ALSTM):
         perturbation_size: float = 0.0,
         adv_weight: float = 1.0,
         news_size: int = 0,
+        mapping_size: int | None = None,
     ) -> None:
-        super().__init__(input_size, hidden_size, attention_size, layers, dropout, news_size)
+        super().__init__(input_size, hidden_size, attention_size, layers, dropout, news_size, mapping_size)
         self.epsilon = check_non_negative_float("epsilon", epsilon)
         self.perturbation_size = check_non_negative_float("perturbation_size", perturbation_size)
         self.adv_weight = check_non_negative_float("adv_weight", adv_weight)
@@ -46,7 +49,7 @@ class AdvLSTM(ALSTM):
         self._latent = e if (self.training and torch.is_grad_enabled()) else None
         return self.head(e)  # (B,)
 
-    def extra_loss(self, batch: Batch, loss: torch.Tensor) -> torch.Tensor:
+    def extra_loss(self, batch: Batch, loss: torch.Tensor, criterion: Criterion = bce) -> torch.Tensor:
         """Adversarial loss for the clean ``loss`` of the preceding training forward."""
         e, self._latent = self._latent, None  # drop our reference to the graph right away
         if e is None:
@@ -67,5 +70,4 @@ class AdvLSTM(ALSTM):
             r_norm = r.norm(dim=-1, keepdim=True).clamp_min(1e-12)  # (B, 1)
             delta = delta + self.perturbation_size * r / r_norm
         adv_logits = self.head(e + delta.to(e.dtype))  # (B,)
-        adv_loss = F.binary_cross_entropy_with_logits(adv_logits.float(), batch.y.float())
-        return self.adv_weight * adv_loss
+        return self.adv_weight * criterion(adv_logits, batch.y).mean()

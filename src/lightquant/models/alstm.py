@@ -19,6 +19,9 @@ from lightquant.models.layers import (
 class ALSTM(nn.Module):
     """m_t = tanh(W_m x_t + b) -> LSTM -> temporal attention a -> e = [a, h_T] -> dropout -> Linear.
 
+    ``mapping_size`` is the width of m_t: ``None`` (the default) takes ``hidden_size``; the
+    authors' code maps the features to as many units as there are features (``input_size``).
+
     The model is split into ``latent`` (everything up to and including dropout) and ``head``
     (the linear classifier) so that Adv-ALSTM can perturb exactly the latent the head sees.
     ``dropout`` acts between stacked LSTM layers (``layers > 1``) and on the latent.
@@ -33,17 +36,19 @@ class ALSTM(nn.Module):
         layers: int = 2,
         dropout: float = 0.2,
         news_size: int = 0,
+        mapping_size: int | None = None,
     ) -> None:
         super().__init__()
         check_positive_int("input_size", input_size)
         check_positive_int("hidden_size", hidden_size)
+        mapping_size = hidden_size if mapping_size is None else check_positive_int("mapping_size", mapping_size)
         check_positive_int("attention_size", attention_size)
         check_positive_int("layers", layers)
         dropout = check_non_negative_float("dropout", dropout, below_one=True)
         self.news_size = check_non_negative_int("news_size", news_size)
-        self.mapping = nn.Linear(input_size + news_size, hidden_size)  # feature mapping layer W_m, b
+        self.mapping = nn.Linear(input_size + news_size, mapping_size)  # feature mapping layer W_m, b
         self.rnn = nn.LSTM(
-            hidden_size,
+            mapping_size,
             hidden_size,
             num_layers=layers,
             batch_first=True,

@@ -160,8 +160,9 @@ class PEN(nn.Module):
         """Annealing factor of the next training step, min(1, (step + 1) / kl_anneal_steps)."""
         return (self.kl_step + 1).clamp(max=self.kl_anneal_steps).float() / self.kl_anneal_steps
 
-    def extra_loss(self, batch: Batch, loss: torch.Tensor) -> torch.Tensor:
-        """Annealed KL + salience entropy of the preceding training forward; advances the step."""
+    def extra_loss(self, batch: Batch, loss: torch.Tensor, criterion: object = None) -> torch.Tensor:
+        """Annealed KL + salience entropy of the preceding training forward; advances the step.
+        Neither term scores a prediction, so the run's ``criterion`` has nothing to act on here."""
         cache, self._cache = self._cache, None  # drop the graph reference right away
         if cache is None:
             raise RuntimeError("PEN.extra_loss needs a preceding forward in training mode with grad enabled")

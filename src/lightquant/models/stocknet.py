@@ -10,10 +10,10 @@ through the engine's ``extra_loss`` hook.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from lightquant.batch import Batch
+from lightquant.losses import Criterion, bce
 from lightquant.models.layers import (
     TemporalAttention,
     check_bool,
@@ -168,8 +168,9 @@ class StockNet(nn.Module):
             self._cache = None
         return logits
 
-    def extra_loss(self, batch: Batch, loss: torch.Tensor) -> torch.Tensor:
-        """annealed KL(q || p) summed over days + aux_weight * attention-weighted BCE of earlier days."""
+    def extra_loss(self, batch: Batch, loss: torch.Tensor, criterion: Criterion = bce) -> torch.Tensor:
+        """annealed KL(q || p) summed over days + aux_weight * attention-weighted ``criterion`` (the
+        run's loss, BCE by default) of the earlier days."""
         cache, self._cache = self._cache, None  # drop our reference to the graph right away
         if cache is None:
             raise RuntimeError("StockNet.extra_loss needs a preceding forward in training mode")
@@ -178,8 +179,6 @@ class StockNet(nn.Module):
         with torch.no_grad():
             self.kl_step.add_(1)  # one call per training step
         kl = cache["kl"].mean()  # sum over days (in forward), mean over the batch
-        bce = F.binary_cross_entropy_with_logits(
-            cache["day_logits"].float(), cache["y_hist"], reduction="none"
-        )  # (B, T-1) per earlier day
-        aux = (cache["v"] * bce).sum(-1).mean()  # 0 when T == 1
+        per_day = criterion(cache["day_logits"], cache["y_hist"])  # (B, T-1) per earlier day
+        aux = (cache["v"] * per_day).sum(-1).mean()  # 0 when T == 1
         return self._kl_scale() * kl + self.aux_weight * aux

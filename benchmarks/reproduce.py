@@ -1,0 +1,183 @@
+"""Section 7's reproducibility report: every paper recipe of ``conf/experiment/paper/`` over seeds,
+against its published figure and the baselines of the same protocol.
+
+The recipes are data: each ``conf/experiment/paper/<name>.yaml`` with a ``recipe:`` block (its
+published figure and source) is one row; ``recipe.warm_start_from: paper/<other>`` adds a second
+row that starts every seed from that recipe's run of the same seed (``trainer.init_from``: the
+Adv-ALSTM authors' two-stage run). Files whose name starts with ``_`` are shared parts, not recipes.
+
+Baselines under each protocol, computed here in one process: the majority class of the training
+split applied to the test split, the test split's own all-up rate, and a logistic regression on
+the window's past adjusted-close returns (scikit-learn, fitted on the training split).
+
+    python -m benchmarks.reproduce --seeds 1,2,3,4,5 --jobs 2
+    python -m benchmarks.reproduce --recipes alstm_acl18,adv_alstm_acl18 --seeds 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from benchmarks.common import CONF, RESULTS, Table, fmt
+from benchmarks.quality import data_root, run_one
+
+RECIPES = CONF / "experiment" / "paper"
+
+
+def recipes() -> dict[str, dict]:
+    """name -> its ``recipe:`` block, for every recipe file."""
+    out = {}
+    for f in sorted(RECIPES.glob("*.yaml")):
+        if f.name.startswith("_"):
+            continue
+        meta = OmegaConf.to_container(OmegaConf.load(f)).get("recipe")
+        if meta is None:
+            raise ValueError(f"{f}: a paper recipe needs a `recipe:` block (published figure and source)")
+        out[f.stem] = meta
+    return out
+
+
+def _protocol(name: str) -> str:
+    """The dataset a recipe runs on, from its composed config."""
+    from benchmarks.common import compose
+
+    return str(compose([f"experiment=paper/{name}"]).dataset.name)
+
+
+def run_recipes(names: Sequence[str], seeds: Sequence[int], out: Path, threads: int, jobs: int = 1,
+                verbose: bool = True) -> list[dict]:
+    """Every (recipe, seed) run, then the warm-started ones (they need their first stage)."""
+    meta = recipes()
+    unknown = [n for n in names if n not in meta]
+    if unknown:
+        raise SystemExit(f"unknown recipe(s) {unknown}; conf/experiment/paper/ has {sorted(meta)}")
+    root = data_root()
+    base = out / "reproduce"
+
+    def one(item: tuple[str, int, str | None]) -> dict:
+        name, seed, warm = item
+        run_dir = base / (f"{name}+warm" if warm else name) / f"seed{seed}"
+        ov = [f"experiment=paper/{name}", f"seed={seed}", f"trainer.num_threads={threads}"]
+        if warm:
+            ov.append(f"trainer.init_from={base / warm.split('/')[-1] / f'seed{seed}'}")
+        r = run_one(ov, run_dir, out, threads, root)
+        r.update(recipe=name, seed=seed, warm_start=warm, run_dir=str(run_dir))
+        if verbose:
+            status = "FAILED" if r["failed"] else f"acc {r['test_accuracy']:.4f} mcc {r['test_mcc']:+.4f}"
+            print(f"[reproduce] {name}{' (warm)' if warm else ''} seed {seed}: {status} ({r['wall_s']:.0f} s)",
+                  flush=True)
+        return r
+
+    plan = [(n, s, None) for n in names for s in seeds]
+    warm = [(n, s, meta[n]["warm_start_from"]) for n in names if meta[n].get("warm_start_from") for s in seeds]
+    needed = {w.split("/")[-1] for _, _, w in warm} - set(names)
+    plan += [(n, s, None) for n in sorted(needed) for s in seeds]  # first stages not asked for
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        runs = list(pool.map(one, plan))
+        runs += list(pool.map(one, warm))
+    return [r for r in runs if r["recipe"] in names or r["warm_start"]]
+
+
+def baselines(dataset: str, cache_dir: Path) -> dict[str, dict]:
+    """Majority class (train's, on test), the test all-up rate, and logistic regression on past returns."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    from benchmarks.common import build
+    from lightquant.evaluation.metrics import classification_metrics
+
+    root = data_root()
+    _, data, _ = build([f"dataset={dataset}", f"paths.data_dir={root}", "dataset.features=[adj_close]",
+                        "model=lstm"], cache_dir)
+
+    def xy(split: str):
+        s = data.splits[split]
+        rows = s.end_row[:, None] + data._offsets  # (N, T) the window's days
+        return data.features[rows][..., 0].numpy(), s.y.numpy()
+
+    (xtr, ytr), (xte, yte) = xy("train"), xy("test")
+    majority = float(ytr.mean() >= 0.5)
+    lr = LogisticRegression(max_iter=1000).fit(xtr, ytr)
+    return {
+        "majority class (train's)": classification_metrics(yte, np.full(len(yte), majority)),
+        "logistic regression, past returns": classification_metrics(yte, lr.predict_proba(xte)[:, 1]),
+        "_test": {"n": len(yte), "up_share": float(yte.mean()), "window": data.look_back_window},
+    }
+
+
+def _ms(xs: list[float], scale: float = 1.0, digits: int = 2) -> str:
+    if not xs:
+        return "—"
+    m = statistics.mean(xs) * scale
+    return f"{m:.{digits}f}" if len(xs) == 1 else f"{m:.{digits}f} ± {statistics.stdev(xs) * scale:.{digits}f}"
+
+
+def recipe_table(runs: list[dict], protocols: dict[str, str]) -> Table:
+    meta = recipes()
+    rows = []
+    for key in dict.fromkeys((r["recipe"], r["warm_start"]) for r in runs):
+        name, warm = key
+        rs = [r for r in runs if (r["recipe"], r["warm_start"]) == key]
+        ok = [r for r in rs if not r["failed"]]
+        acc, mcc = [r["test_accuracy"] for r in ok], [r["test_mcc"] for r in ok]
+        pub = meta[name]["published"]
+        cmd = f"`python train.py experiment=paper/{name} seed=<s>" + (f" trainer.init_from=<{warm} run>`" if warm else "`")
+        beats = sum(r.get("test_p_vs_majority", 1.0) < 0.05 for r in ok)
+        rows.append([
+            name + (f" (from {warm})" if warm else ""), protocols[name], cmd, f"{len(ok)}/{len(rs)}",
+            _ms(acc, 100), _ms(mcc, 1, 3), f"{pub['accuracy']:.2f} / {pub['mcc']:.3f}",
+            f"{statistics.mean(acc) * 100 - pub['accuracy']:+.2f} / {statistics.mean(mcc) - pub['mcc']:+.3f}" if ok else "—",
+            "yes" if ok and statistics.mean(acc) * 100 >= pub["accuracy"] and statistics.mean(mcc) >= pub["mcc"] else "no",
+            _ms([r["test_majority_accuracy"] for r in ok], 100), f"{beats}/{len(ok)}",
+            ", ".join(str(r["best_epoch"]) for r in ok),
+        ])
+    headers = ["recipe", "protocol (dataset=)", "command", "seeds ok", "test acc % (mean ± std)", "test MCC",
+               "published acc % / MCC", "Δ acc / Δ MCC", "reaches published", "all-up / majority acc % of the test split",
+               "seeds beating the majority class (binomial p < 0.05)", "selected epoch per seed"]
+    return Table("Paper recipes on their papers' protocols", headers, rows)
+
+
+def baseline_table(per_protocol: dict[str, dict[str, dict]]) -> Table:
+    rows = []
+    for protocol, b in per_protocol.items():
+        t = b["_test"]
+        rows.append([protocol, "all up (the test split's up share)", f"{t['up_share'] * 100:.2f}", "0.000", "—", t["n"]])
+        for name, m in b.items():
+            if name.startswith("_"):
+                continue
+            rows.append([protocol, name, f"{m['accuracy'] * 100:.2f}", f"{m['mcc']:.3f}", fmt(m["p_vs_majority"], 3), m["n"]])
+    headers = ["protocol (dataset=)", "baseline", "test acc %", "test MCC", "binomial p vs majority", "test samples"]
+    return Table("Baselines under each protocol (deterministic: no seeds)", headers, rows)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--recipes", default=",".join(recipes()))
+    p.add_argument("--seeds", default="1,2,3,4,5")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--jobs", type=int, default=1)
+    p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--no-baselines", action="store_true")
+    a = p.parse_args(argv)
+    from benchmarks.report import render_table
+
+    t0 = time.perf_counter()
+    names = a.recipes.split(",")
+    runs = run_recipes(names, [int(s) for s in a.seeds.split(",")], a.out, a.threads, a.jobs)
+    protocols = {n: _protocol(n) for n in names}
+    print(render_table(recipe_table(runs, protocols)))
+    if not a.no_baselines:
+        per = {d: baselines(d, a.out / "cache") for d in dict.fromkeys(protocols.values())}
+        print(render_table(baseline_table(per)))
+    print(f"{(time.perf_counter() - t0) / 60:.1f} min")
+
+
+if __name__ == "__main__":
+    main()

@@ -81,3 +81,11 @@ def test_quality_chooses_each_models_config_on_validation_not_test():
     assert rows["lstm"][1].startswith("sweep")  # better on validation, worse on test: still chosen
     assert rows["pen"][1].startswith("defaults")  # better on test only: not chosen
     assert rows["lstm"][-1] == "no" and set(rows) == {"lstm", "pen"}
+
+
+def test_smoke_reproducibility_section_lists_every_recipe(tmp_path):
+    run(["--smoke", "--sections", "9", "--results-dir", str(tmp_path / "results"), "--out", str(tmp_path / "r.json")])
+    sections = check_structure(tmp_path / "r.json", [9])
+    rows = sections[9]["tables"][0]["rows"]
+    assert {r[0] for r in rows} >= {"alstm_acl18", "adv_alstm_acl18", "stocknet_acl18", "han_acl18", "pen_acl18"}
+    assert {r[1] for r in rows} == {"acl18", "acl18_stocknet"}

@@ -6,11 +6,17 @@ A thin Hydra entry; the work happens in ``lightquant.evaluation.evaluate.evaluat
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from lightquant.entry import one_line_errors
 from lightquant.evaluation.evaluate import evaluate_export
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
+    with one_line_errors():  # a bad ckpt, split or dataset: one line, exit 2
+        _evaluate(cfg)
+
+
+def _evaluate(cfg: DictConfig) -> None:
     evaluate_export(
         cfg.ckpt,
         cfg.split,

@@ -11,6 +11,8 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from lightquant.engine import process_group
+from lightquant.entry import one_line_errors
+from lightquant.errors import UserError
 from lightquant.run import optimized_metric, train
 from lightquant.tracking.from_config import tracker_from_config
 
@@ -19,19 +21,21 @@ log = logging.getLogger(__name__)
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float:
-    # trainer=ddp under torchrun: one process group for the run, left even when training fails
-    ddp = process_group(cfg.trainer.get("distributed", False), cfg.trainer.device,
-                        multirun=HydraConfig.get().mode == RunMode.MULTIRUN)
-    try:
-        with ddp, tracker_from_config(cfg) as tracker:  # finishes the tracker's run even when training fails
-            metrics = train(cfg, callbacks=[tracker])
-            tracker.log_summary(metrics)
-            # read by the Optuna sweeper; a non-finite value raises, and the sweeper marks the trial failed
-            return optimized_metric(metrics, cfg.optimized_metric)
-    except Exception:
-        if HydraConfig.get().mode == RunMode.MULTIRUN:  # the sweeper logs only the message: keep the traceback
-            log.exception("Trial failed")
-        raise
+    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+    # a user error (config, data, checkpoint) prints one line and exits 2; a bug keeps its traceback
+    with one_line_errors(multirun):
+        # trainer=ddp under torchrun: one process group for the run, left even when training fails
+        ddp = process_group(cfg.trainer.get("distributed", False), cfg.trainer.device, multirun=multirun)
+        try:
+            with ddp, tracker_from_config(cfg) as tracker:  # finishes the tracker's run even when training fails
+                metrics = train(cfg, callbacks=[tracker])
+                tracker.log_summary(metrics)
+                # read by the Optuna sweeper; a non-finite value raises, and the sweeper marks the trial failed
+                return optimized_metric(metrics, cfg.optimized_metric)
+        except Exception as e:
+            if multirun and not isinstance(e, UserError):  # the sweeper logs only the message: keep the traceback
+                log.exception("Trial failed")
+            raise
 
 
 if __name__ == "__main__":

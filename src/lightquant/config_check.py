@@ -12,9 +12,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-
-class ConfigError(ValueError):
-    """A config value that cannot work; the message names the key and a fix."""
+from lightquant.errors import ConfigError
 
 
 def validate_config(cfg: DictConfig) -> None:

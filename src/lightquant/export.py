@@ -15,7 +15,8 @@ from typing import Any
 
 import torch
 
-from lightquant.engine.checkpoint import atomic_save
+from lightquant.engine.checkpoint import atomic_save, read_checkpoint
+from lightquant.errors import CheckpointError, MissingPathError
 
 FORMAT_VERSION = 1
 ALLOWED_PREFIX = "lightquant.models."
@@ -48,7 +49,7 @@ def build_model(model_config: dict[str, Any]) -> torch.nn.Module:
     cfg = dict(model_config)
     target = cfg.pop("_target_", None)
     if not isinstance(target, str) or not target.startswith(ALLOWED_PREFIX):
-        raise ValueError(f"model _target_ {target!r} is not a LightQuant model (must start with {ALLOWED_PREFIX!r})")
+        raise CheckpointError(f"model _target_ {target!r} is not a LightQuant model (must start with {ALLOWED_PREFIX!r})")
     module_name, _, cls_name = target.rpartition(".")
     cls = getattr(importlib.import_module(module_name), cls_name)
     return cls(**cfg)
@@ -58,10 +59,10 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tu
     """Rebuild the exported model (in eval mode) and return it with the file's payload."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"No exported model at {path}")
-    payload = torch.load(path, map_location=map_location, weights_only=True)
+        raise MissingPathError(f"No exported model at {path}")
+    payload = read_checkpoint(path, "ckpt", map_location)
     if payload.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{path}: export format {payload.get('format_version')} is not {FORMAT_VERSION}")
+        raise CheckpointError(f"{path}: export format {payload.get('format_version')} is not {FORMAT_VERSION}")
     model = build_model(payload["model_config"])
     model.load_state_dict(payload["state_dict"])
     return model.eval(), payload

@@ -18,6 +18,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from lightquant.errors import ConfigError
+
 Criterion = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -36,7 +38,7 @@ LOSSES: dict[str, Criterion] = {"bce": bce, "hinge": hinge}
 
 def get_criterion(name: str) -> Criterion:
     if name not in LOSSES:
-        raise ValueError(f"trainer.loss={name!r}; use one of {sorted(LOSSES)}")
+        raise ConfigError(f"trainer.loss={name!r}; use one of {sorted(LOSSES)}")
     return LOSSES[name]
 
 

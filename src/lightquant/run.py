@@ -29,8 +29,9 @@ from lightquant.engine import (
     resolve_device,
     seed_everything,
 )
-from lightquant.engine.checkpoint import atomic_write_text, init_weights
+from lightquant.engine.checkpoint import apply_weights, atomic_write_text, load_weights
 from lightquant.engine.distributed import main_only, rank_suffix, run_name
+from lightquant.errors import ConfigError
 from lightquant.evaluation.predictions import predict_frame
 from lightquant.evaluation.report import finish_run
 from lightquant.export import export_model
@@ -75,7 +76,7 @@ def build_data(cfg: DictConfig) -> MarketData:
     data.check_splits()
     if cfg.use_news:
         if not data.news_text:
-            raise ValueError(f"use_news=true but dataset {d.name} has no news texts; check its news folders")
+            raise ConfigError(f"use_news=true but dataset {d.name} has no news texts; check its news folders")
         encoder = instantiate(cfg.encoder)
         emb = encode_cached(encoder, data.train_texts(), data.news_text, cfg.paths.cache_dir)
         data = data.with_news(emb, int(d.max_num_tweets_len))
@@ -92,14 +93,14 @@ def build_model(cfg: DictConfig, data: MarketData) -> torch.nn.Module:
     """Instantiate ``cfg.model`` after checking its sizes against the data it will see."""
     m = cfg.model
     if "input_size" in m and m.input_size != data.num_features:
-        raise ValueError(
+        raise ConfigError(
             f"model.input_size={m.input_size} but the dataset gives {data.num_features} features "
             f"({data.feature_names}); leave model.input_size at its default "
             "${lq.len:${dataset.features}} so it follows dataset.features"
         )
     news_size = m.get("news_size", 0)
     if news_size != data.news_size:
-        raise ValueError(
+        raise ConfigError(
             f"model.news_size={news_size} but the text encoder gives {data.news_size}-dim embeddings; "
             "leave model.news_size at its default so it follows encoder.dim"
         )
@@ -107,7 +108,7 @@ def build_model(cfg: DictConfig, data: MarketData) -> torch.nn.Module:
         with open_dict(cfg):
             cfg.model.num_stocks = len(data.stocks)
     elif "num_stocks" in m and m.num_stocks < len(data.stocks):
-        raise ValueError(f"model.num_stocks={m.num_stocks} but the dataset has {len(data.stocks)} stocks; leave it null")
+        raise ConfigError(f"model.num_stocks={m.num_stocks} but the dataset has {len(data.stocks)} stocks; leave it null")
     return instantiate(cfg.model)
 
 
@@ -123,6 +124,8 @@ def train(cfg: DictConfig, callbacks: Sequence[object] = ()) -> dict[str, Any]:
     is_main = is_main_process()  # under DDP only rank 0 writes files
     if t.get("num_threads"):
         torch.set_num_threads(int(t.num_threads))
+    # another run's weights are read now: a wrong path fails before the data is loaded
+    init = (*load_weights(t.init_from), t.init_from) if t.get("init_from") else None
     seed_everything(cfg.seed, deterministic=t.deterministic)
     device = resolve_device(t.device, t.gpu_id)
     log.info("Environment: %s", describe_environment(device))
@@ -134,9 +137,9 @@ def train(cfg: DictConfig, callbacks: Sequence[object] = ()) -> dict[str, Any]:
     model = build_model(cfg, data)
     n_params = sum(p.numel() for p in model.parameters())
     log.info("Model %s (%s): %d parameters", cfg.model_name, cfg.model._target_, n_params)
-    if t.get("init_from"):
+    if init is not None:
         log.info("Initial weights from %s (weights only; optimizer and schedule start afresh)",
-                 init_weights(model, t.init_from))
+                 apply_weights(model, *init))
     optimizer = instantiate(t.optimizer)(params=model.parameters())
     scheduler = instantiate(t.scheduler)(optimizer=optimizer) if t.get("scheduler") else None
 

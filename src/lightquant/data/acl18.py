@@ -22,6 +22,7 @@ import pandas as pd
 
 from lightquant.data.panel import Panel
 from lightquant.data.prices import DataError, existing_dirs, fingerprint_files, panel_from_frames, read_price_csv
+from lightquant.errors import ConfigError, MissingPathError
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ US_CLOSE_HOUR = 16  # NYSE/NASDAQ close, US/Eastern
 class ACL18Source:
     def __init__(self, price_dir: str, tweet_dir: str | None = None, tweet_rule: str = "calendar", name: str = "acl18") -> None:
         if tweet_rule not in ("calendar", "strict"):
-            raise ValueError(f"dataset.source.tweet_rule={tweet_rule!r}; use calendar or strict")
+            raise ConfigError(f"dataset.source.tweet_rule={tweet_rule!r}; use calendar or strict")
         self.name, self.tweet_rule = name, tweet_rule
         self.price_dir = Path(price_dir)
         self.tweet_dir = Path(tweet_dir) if tweet_dir else None
@@ -41,7 +42,7 @@ class ACL18Source:
         (price_dir,) = existing_dirs([self.price_dir], "Price")
         prices = sorted(price_dir.glob("*.csv"))
         if not prices:
-            raise FileNotFoundError(f"No price files (*.csv) in {price_dir}")
+            raise MissingPathError(f"No price files (*.csv) in {price_dir}")
         tweets = []
         if self.tweet_dir is not None:
             (tweet_dir,) = existing_dirs([self.tweet_dir], "Tweet")
@@ -87,7 +88,7 @@ class ACL18Source:
         if missing.any():
             ts[missing] = pd.to_datetime(pd.Series(stamps)[missing], format="%Y-%m-%d", utc=True, errors="coerce")
         if ts.isna().any():
-            raise ValueError(f"Unreadable tweet timestamp(s), e.g. {pd.Series(stamps)[ts.isna()].iloc[0]!r}")
+            raise DataError(f"Unreadable tweet timestamp(s), e.g. {pd.Series(stamps)[ts.isna()].iloc[0]!r}")
         if self.tweet_rule == "strict":
             local = ts.dt.tz_convert("America/New_York")
             after_close = local.dt.hour >= US_CLOSE_HOUR

@@ -27,6 +27,7 @@ from lightquant.data.prices import (
     read_price_csv,
     read_text,
 )
+from lightquant.errors import MissingPathError
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ class CSMDSource:
     def _price_files(self) -> list[Path]:
         files = [f for d in existing_dirs(self.price_dirs, "Price") for f in sorted(d.glob("*.csv"))]
         if not files:
-            raise FileNotFoundError(f"No price files (*.csv) in {[str(d) for d in self.price_dirs]}")
+            raise MissingPathError(f"No price files (*.csv) in {[str(d) for d in self.price_dirs]}")
         return files
 
     def _news_files(self) -> list[Path]:

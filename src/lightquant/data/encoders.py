@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lightquant.errors import ConfigError, DataError, MissingPathError
+
 log = logging.getLogger(__name__)
 
 _CJK = re.compile(r"[\u3400-\u9fff]")
@@ -54,9 +56,9 @@ class TfidfSvdEncoder:
         seed: int = 0,
     ) -> None:
         if dim < 1:
-            raise ValueError(f"encoder.dim={dim} must be >= 1")
+            raise ConfigError(f"encoder.dim={dim} must be >= 1")
         if analyzer not in ("auto", "char", "word"):
-            raise ValueError(f"encoder.analyzer={analyzer!r}; use auto, char or word")
+            raise ConfigError(f"encoder.analyzer={analyzer!r}; use auto, char or word")
         self.dim, self.analyzer = int(dim), analyzer
         self.ngram_range = tuple(int(n) for n in ngram_range)
         self.max_features, self.min_df, self.seed = int(max_features), int(min_df), int(seed)
@@ -71,7 +73,7 @@ class TfidfSvdEncoder:
         from sklearn.feature_extraction.text import TfidfVectorizer
 
         if len(texts) == 0:
-            raise ValueError("No training-period texts to fit the text encoder on; check the news folders and dataset.splits")
+            raise DataError("No training-period texts to fit the text encoder on; check the news folders and dataset.splits")
         analyzer = self.analyzer
         if analyzer == "auto":
             sample = texts[: 2000]
@@ -114,9 +116,9 @@ class TransformerEncoder:
         device: str = "auto",
     ) -> None:
         if pooling not in ("cls", "mean"):
-            raise ValueError(f"encoder.pooling={pooling!r}; use cls or mean")
+            raise ConfigError(f"encoder.pooling={pooling!r}; use cls or mean")
         if not pretrained_model:
-            raise ValueError("encoder.pretrained_model is empty; give a local model folder (or a hub id when online)")
+            raise ConfigError("encoder.pretrained_model is empty; give a local model folder (or a hub id when online)")
         self.pretrained_model, self.dim = str(pretrained_model), dim
         self.max_num_tokens_len, self.pooling, self.batch_size = int(max_num_tokens_len), pooling, int(batch_size)
         self.device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
@@ -142,13 +144,13 @@ class TransformerEncoder:
             self._tokenizer = AutoTokenizer.from_pretrained(self.pretrained_model)
             self._model = AutoModel.from_pretrained(self.pretrained_model).to(self.device).eval()
         except OSError as e:
-            raise OSError(
+            raise MissingPathError(
                 f"encoder.pretrained_model={self.pretrained_model!r} could not be loaded: give a local folder "
                 "saved with save_pretrained() (this machine may be offline) ({e})"
             ) from e
         hidden = self._model.config.hidden_size
         if self.dim is not None and self.dim != hidden:
-            raise ValueError(f"encoder.dim={self.dim} but {self.pretrained_model} has hidden size {hidden}; set encoder.dim={hidden}")
+            raise ConfigError(f"encoder.dim={self.dim} but {self.pretrained_model} has hidden size {hidden}; set encoder.dim={hidden}")
         self.dim = hidden
 
     def fit(self, texts: Sequence[str]) -> "TransformerEncoder":

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lightquant.data.panel import PRICE_FIELDS, Panel
+from lightquant.errors import ConfigError
 
 
 @dataclass
@@ -118,9 +119,9 @@ def compute_features(rows: Rows, names: Sequence[str]) -> np.ndarray:
     """(R, F) float64; NaN where undefined (a stock's first day, missing fields)."""
     unknown = [n for n in names if n not in FEATURES]
     if unknown:
-        raise ValueError(f"dataset.features: unknown feature(s) {unknown}; choose from {sorted(FEATURES)}")
+        raise ConfigError(f"dataset.features: unknown feature(s) {unknown}; choose from {sorted(FEATURES)}")
     if not names:
-        raise ValueError("dataset.features is empty; give at least one of " + str(sorted(FEATURES)))
+        raise ConfigError("dataset.features is empty; give at least one of " + str(sorted(FEATURES)))
     with np.errstate(divide="ignore", invalid="ignore"):
         out = np.stack([FEATURES[n](rows) for n in names], axis=1)
     out[~np.isfinite(out)] = np.nan
@@ -130,7 +131,7 @@ def compute_features(rows: Rows, names: Sequence[str]) -> np.ndarray:
 def next_day_return(rows: Rows, price: str) -> np.ndarray:
     """(R,) return from day t to the stock's next trading day; NaN on its last day."""
     if price not in PRICE_FIELDS or price == "volume":
-        raise ValueError(f"dataset.label.price={price!r}; choose one of open, high, low, close, adj_close")
+        raise ConfigError(f"dataset.label.price={price!r}; choose one of open, high, low, close, adj_close")
     nxt = np.full(len(rows), -1)
     has_prev = rows.prev >= 0
     nxt[rows.prev[has_prev]] = np.nonzero(has_prev)[0]

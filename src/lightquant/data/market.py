@@ -37,6 +37,7 @@ from lightquant.batch import Batch
 from lightquant.data.cache import cached_panel
 from lightquant.data.features import Rows, compute_features, next_day_return
 from lightquant.data.panel import Panel
+from lightquant.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +141,7 @@ class MarketData:
         where that day has no usable label or lies beyond the sample's split (so no training
         label reaches into the validation period)."""
         if horizons < 1:
-            raise ValueError(f"model.pred_len={horizons} must be >= 1")
+            raise ConfigError(f"model.pred_len={horizons} must be >= 1")
         if self.layout != "stock" or self.horizons != 1:
             raise ValueError("with_horizons applies to single-horizon per-stock data")
         if horizons == 1:
@@ -171,7 +172,7 @@ class MarketData:
         if self.layout != "stock" or self.horizons != 1:
             raise ValueError("by_date applies to single-horizon per-stock data")
         if n_stocks is not None and n_stocks < 1:
-            raise ValueError(f"dataset.n_stocks={n_stocks} must be >= 1 or null (all stocks of a date)")
+            raise ConfigError(f"dataset.n_stocks={n_stocks} must be >= 1 or null (all stocks of a date)")
         rng = np.random.default_rng(seed)
         pad_row = self.look_back_window - 1  # any row whose window indexes stay in range
         splits = {}
@@ -223,7 +224,7 @@ class MarketData:
         if emb.ndim != 2 or emb.shape[0] != len(self.news_text):
             raise ValueError(f"need one embedding per text: got {tuple(emb.shape)} for {len(self.news_text)} texts")
         if max_texts < 1:
-            raise ValueError(f"dataset.max_num_tweets_len={max_texts} must be >= 1")
+            raise ConfigError(f"dataset.max_num_tweets_len={max_texts} must be >= 1")
         ptr = self.news_ptr.cpu()
         counts = ptr[1:] - ptr[:-1]  # (R,)
         k = torch.arange(max_texts)
@@ -249,7 +250,7 @@ class MarketData:
         """Raise a clear error when a split has no sample (a run needs all three)."""
         for name, s in self.splits.items():
             if len(s) == 0:
-                raise ValueError(_empty_split_message(name, self.bounds, self.dates, self.look_back_window))
+                raise ConfigError(_empty_split_message(name, self.bounds, self.dates, self.look_back_window))
 
     def texts(self, row: int) -> list[str]:
         """News texts attached to one stock-day row."""
@@ -283,7 +284,7 @@ def _split_bounds(splits: dict, dates: np.ndarray) -> dict[str, tuple[np.datetim
     period and the 10 % before them validation (said in the log)."""
     unknown = set(splits) - {"train_start", "train_end", "val_end", "test_end"}
     if unknown:
-        raise ValueError(f"dataset.splits has unknown key(s) {sorted(unknown)}; use train_start, train_end, val_end, test_end")
+        raise ConfigError(f"dataset.splits has unknown key(s) {sorted(unknown)}; use train_start, train_end, val_end, test_end")
 
     def day(key: str, default: np.datetime64) -> np.datetime64:
         v = splits.get(key)
@@ -292,7 +293,7 @@ def _split_bounds(splits: dict, dates: np.ndarray) -> dict[str, tuple[np.datetim
         try:
             return np.datetime64(str(v), "D")
         except ValueError as e:
-            raise ValueError(f"dataset.splits.{key}={v!r} is not a date (YYYY-MM-DD)") from e
+            raise ConfigError(f"dataset.splits.{key}={v!r} is not a date (YYYY-MM-DD)") from e
 
     lo, hi = dates[0], dates[-1]
     train_start = day("train_start", lo)
@@ -305,10 +306,10 @@ def _split_bounds(splits: dict, dates: np.ndarray) -> dict[str, tuple[np.datetim
             "(train_end=%s, val_end=%s); set dataset.splits.train_end/val_end to choose", train_end, val_end
         )
     elif train_end is None or val_end is None:
-        raise ValueError("dataset.splits needs both train_end and val_end dates (YYYY-MM-DD), or neither for 80/10/10")
+        raise ConfigError("dataset.splits needs both train_end and val_end dates (YYYY-MM-DD), or neither for 80/10/10")
     test_end = day("test_end", hi)
     if not train_start <= train_end < val_end < test_end:
-        raise ValueError(
+        raise ConfigError(
             f"dataset.splits must satisfy train_start <= train_end < val_end < test_end, got "
             f"{train_start}, {train_end}, {val_end}, {test_end}"
         )
@@ -324,7 +325,7 @@ def _attach_news(panel: Panel, rows: Rows, alignment: str = "next") -> tuple[np.
     (``"next"``) or its last trading day <= its date (``"previous"``). Also each kept text's day
     number (days since 1970)."""
     if alignment not in NEWS_ALIGNMENTS:
-        raise ValueError(f"dataset.news_alignment={alignment!r}; use one of {NEWS_ALIGNMENTS}")
+        raise ConfigError(f"dataset.news_alignment={alignment!r}; use one of {NEWS_ALIGNMENTS}")
     n_rows = len(rows)
     if len(panel.news_text) == 0:
         return np.zeros(n_rows + 1, dtype=np.int64), [], np.zeros(0, dtype=np.int64)
@@ -398,17 +399,17 @@ def build_market_data(
     """Turn a panel into :class:`MarketData`. Plain arguments, no config objects.
     ``news_alignment``, ``text_lag_days``, ``require_text_days``: a protocol's text rules (module doc)."""
     if look_back_window < 1:
-        raise ValueError(f"dataset.look_back_window={look_back_window} must be >= 1")
+        raise ConfigError(f"dataset.look_back_window={look_back_window} must be >= 1")
     if text_lag_days is not None and (isinstance(text_lag_days, bool) or not isinstance(text_lag_days, int)
                                       or text_lag_days < 1):
-        raise ValueError(f"dataset.text_lag_days={text_lag_days!r} must be an integer >= 1 or null")
+        raise ConfigError(f"dataset.text_lag_days={text_lag_days!r} must be an integer >= 1 or null")
     if require_text_days and text_lag_days is None:
-        raise ValueError("dataset.require_text_days=true needs dataset.text_lag_days (the calendar days of the lag)")
+        raise ConfigError("dataset.require_text_days=true needs dataset.text_lag_days (the calendar days of the lag)")
     if require_text_days and look_back_window < text_lag_days:
-        raise ValueError(f"dataset.require_text_days checks {text_lag_days} lag steps, more than the "
+        raise ConfigError(f"dataset.require_text_days checks {text_lag_days} lag steps, more than the "
                          f"dataset.look_back_window={look_back_window} days of a window; use a window >= text_lag_days")
     if down_threshold > up_threshold:
-        raise ValueError(
+        raise ConfigError(
             f"dataset.label.down_threshold={down_threshold} > up_threshold={up_threshold}; "
             "samples with return in [down, up) are dropped, so down must be <= up"
         )
@@ -438,7 +439,7 @@ def build_market_data(
     news_ptr, news_text, news_day = _attach_news(panel, rows, news_alignment)
     if require_text_days:
         if not news_text:
-            raise ValueError("dataset.require_text_days=true but the dataset has no texts: check its news/tweet folders")
+            raise ConfigError("dataset.require_text_days=true but the dataset has no texts: check its news/tweet folders")
         usable &= _text_coverage(rows, day_num, news_ptr, news_day, text_lag_days, T)
 
     bounds = _split_bounds(dict(splits), panel.dates)
@@ -453,7 +454,7 @@ def build_market_data(
             ret=torch.from_numpy(ret[sel].astype(np.float32)),
         )
     if len(split_data["train"]) == 0:
-        raise ValueError(_empty_split_message("train", bounds, panel.dates, T))
+        raise ConfigError(_empty_split_message("train", bounds, panel.dates, T))
     per_stock = np.bincount(rows.stock[usable], minlength=len(panel.stocks))
     short = [panel.stocks[i] for i in np.flatnonzero(per_stock == 0)]
     if short:

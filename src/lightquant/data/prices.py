@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from lightquant.data.panel import PRICE_FIELDS, Panel
+from lightquant.errors import DataError, MissingPathError
 
 log = logging.getLogger(__name__)
 
@@ -35,16 +36,12 @@ ENCODINGS = ("utf-8-sig", "gbk")  # utf-8-sig also reads plain UTF-8 (and strips
 DATE_FORMATS = ("%Y-%m-%d", "%Y/%m/%d", "%Y%m%d", "%m/%d/%Y", "%d.%m.%Y")
 
 
-class DataError(ValueError):
-    """A data file that cannot be used as it is; the message names the file and the fix."""
-
-
 def existing_dirs(dirs: Sequence[str | Path], what: str) -> list[Path]:
     out = []
     for d in dirs:
         p = Path(d)
         if not p.is_dir():
-            raise FileNotFoundError(
+            raise MissingPathError(
                 f"{what} folder {p} does not exist. Point the dataset at the data: set LIGHTQUANT_DATA "
                 f"to the folder that holds it (e.g. LIGHTQUANT_DATA=../shared/datasets) or pass dataset.root=<folder>."
             )

@@ -9,6 +9,8 @@ from typing import Any
 
 import torch
 
+from lightquant.errors import CheckpointError, MissingPathError
+
 
 def atomic_save(obj: Any, path: str | Path) -> None:
     """torch.save to a temp file in the same folder, then rename: a crash never leaves half a file."""
@@ -38,13 +40,30 @@ def atomic_write_text(path: str | Path, text: str) -> None:
         raise
 
 
+def read_checkpoint(path: str | Path, key: str, map_location: str | torch.device = "cpu") -> dict:
+    """``torch.load`` of a LightQuant checkpoint or export (``weights_only``: no pickled code runs),
+    with an empty, truncated or foreign file reported as a :class:`CheckpointError` naming the file
+    and the config ``key`` that pointed at it."""
+    path = Path(path)
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{key}: {path} is empty (an interrupted write?); use another checkpoint")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # torch raises RuntimeError, EOFError, UnpicklingError, ... for unreadable files
+        raise CheckpointError(f"{key}: {path} is not a readable checkpoint ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0] if str(e) else 'truncated'}); use another file") from e
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{key}: {path} holds a {type(state).__name__}, not a LightQuant checkpoint or export")
+    return state
+
+
 def find_checkpoint(path: str | Path) -> Path:
     """``path`` itself when it is a file, else ``last.pt`` in it or in its ``checkpoints/``."""
     p = Path(path)
     for candidate in (p, p / "last.pt", p / "checkpoints" / "last.pt"):
         if candidate.is_file():
             return candidate
-    raise FileNotFoundError(
+    raise MissingPathError(
         f"trainer.resume={path}: no checkpoint there; give a .pt file or a run dir holding checkpoints/last.pt"
     )
 
@@ -60,24 +79,35 @@ def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], Path]:
     p = Path(path)
     for candidate in (p, p / "best.pt", p / "checkpoints" / "best.pt"):
         if candidate.is_file():
-            state = torch.load(candidate, map_location="cpu", weights_only=True)
-            if not isinstance(state, dict):
-                break
+            state = read_checkpoint(candidate, "trainer.init_from")
             for key in ("best_model", "model", "state_dict"):  # last.pt, best.pt, an export
                 if isinstance(state.get(key), dict):
                     return state[key], candidate
-            raise ValueError(f"trainer.init_from={path}: {candidate} holds no model weights "
+            raise CheckpointError(f"trainer.init_from={path}: {candidate} holds no model weights "
                              "(expected a LightQuant checkpoint or export)")
-    raise FileNotFoundError(
+    raise MissingPathError(
         f"trainer.init_from={path}: no weights there; give a run dir (with checkpoints/best.pt), a .pt "
         "checkpoint or an exported .pth"
     )
 
 
 def init_weights(model: torch.nn.Module, path: str | Path) -> Path:
-    """Load another run's weights into ``model``, refusing (before any training) when the
-    architectures differ, with the differing keys named."""
+    """Load another run's weights into ``model`` (:func:`load_weights`, then :func:`apply_weights`)."""
     state, source = load_weights(path)
+    return apply_weights(model, state, source, path)
+
+
+def apply_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], source: Path, path: str | Path) -> Path:
+    """Put loaded weights into ``model``, refusing (before any training) when the architectures
+    differ, with the differing keys named."""
+    check_fits(model, state, source, f"trainer.init_from={path}")
+    model.load_state_dict(state)
+    return source
+
+
+def check_fits(model: torch.nn.Module, state: dict[str, torch.Tensor], source: Path, key: str) -> None:
+    """Raise a :class:`CheckpointError` naming the missing, unexpected and resized keys when ``state``
+    (from ``source``) is not the state dict of ``model``'s architecture."""
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -86,8 +116,6 @@ def init_weights(model: torch.nn.Module, path: str | Path) -> Path:
     if missing or unexpected or shapes:
         parts = [f"missing {missing}" if missing else "", f"unexpected {unexpected}" if unexpected else "",
                  f"other shapes (saved vs this model) {shapes}" if shapes else ""]
-        raise ValueError(f"trainer.init_from={path}: the weights in {source} do not fit this model: "
-                         + "; ".join(p for p in parts if p)
-                         + ". Use the same model sizes as the run they came from")
-    model.load_state_dict(state)
-    return source
+        raise CheckpointError(f"{key}: the weights in {source} do not fit this model: "
+                              + "; ".join(p for p in parts if p)
+                              + ". Use the same model and sizes as the run they came from")

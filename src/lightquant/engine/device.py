@@ -11,6 +11,7 @@ import torch.distributed as dist
 
 from lightquant.batch import Batch
 from lightquant.data.market import MarketData
+from lightquant.errors import ConfigError, LaunchError
 
 log = logging.getLogger(__name__)
 
@@ -26,15 +27,15 @@ def resolve_device(device: str = "auto", gpu_id: int = 0) -> torch.device:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda":
         if not torch.cuda.is_available():
-            raise RuntimeError("trainer.device=cuda but CUDA is not available; use trainer.device=auto or cpu")
+            raise LaunchError("trainer.device=cuda but CUDA is not available; use trainer.device=auto or cpu")
         if dist.is_available() and dist.is_initialized():
             gpu_id = int(os.environ.get("LOCAL_RANK", "0"))
         if not 0 <= gpu_id < torch.cuda.device_count():
-            raise ValueError(f"trainer.gpu_id={gpu_id} but only {torch.cuda.device_count()} GPU(s) are visible")
+            raise ConfigError(f"trainer.gpu_id={gpu_id} but only {torch.cuda.device_count()} GPU(s) are visible")
         return torch.device("cuda", gpu_id)
     if device == "cpu":
         return torch.device("cpu")
-    raise ValueError(f"trainer.device={device!r}; use auto, cpu or cuda")
+    raise ConfigError(f"trainer.device={device!r}; use auto, cpu or cuda")
 
 
 def describe_environment(device: torch.device) -> str:

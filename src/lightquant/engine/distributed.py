@@ -16,6 +16,8 @@ from contextlib import contextmanager
 import torch
 import torch.distributed as dist
 
+from lightquant.errors import ConfigError, LaunchError
+
 LAUNCH = "torchrun --standalone --nproc_per_node=N train.py trainer=ddp [overrides]"
 
 
@@ -41,16 +43,16 @@ def process_group(enabled: bool, device: str = "auto", multirun: bool = False) -
     and always leave it, even when training fails. Backend: nccl on CUDA, gloo on CPU."""
     launched = launched_by_torchrun()
     if launched and multirun:
-        raise RuntimeError(
+        raise LaunchError(
             "torchrun with --multirun: every rank would run its own sweep and sample different "
             "hyper-parameters. Run sweeps without torchrun (one process per trial), or one torchrun "
             "launch per setting."
         )
     if enabled and not launched:
-        raise RuntimeError(f"trainer=ddp needs torchrun to start its processes: {LAUNCH} (one process: drop trainer=ddp)")
+        raise LaunchError(f"trainer=ddp needs torchrun to start its processes: {LAUNCH} (one process: drop trainer=ddp)")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if launched and not enabled and world > 1:
-        raise RuntimeError(
+        raise LaunchError(
             f"started by torchrun with WORLD_SIZE={world} but without trainer=ddp: every process would "
             f"train its own copy of the model. Add trainer=ddp: {LAUNCH}"
         )
@@ -85,7 +87,7 @@ def run_name(default: str) -> str:
         return default
     run_id = os.environ.get("TORCHELASTIC_RUN_ID", "none")
     if run_id == "none":  # a static multi-node launch without --rdzv_id
-        raise ValueError(
+        raise ConfigError(
             "torchrun gave no run id for the shared run dir: pass --rdzv_id=<unique name> to torchrun "
             "(the same on every node), or set hydra.run.dir=<dir> on every node"
         )

@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+from lightquant.errors import ConfigError
+
 
 @dataclass
 class EarlyStopping:
@@ -24,10 +26,10 @@ class EarlyStopping:
 
     def __post_init__(self) -> None:
         if self.mode not in ("min", "max"):
-            raise ValueError(f"trainer.early_stopping.mode={self.mode!r}; use min or max")
+            raise ConfigError(f"trainer.early_stopping.mode={self.mode!r}; use min or max")
         if self.patience is not None and (isinstance(self.patience, bool) or not isinstance(self.patience, int)
                                           or self.patience < 1):
-            raise ValueError(f"trainer.early_stopping.patience={self.patience} must be an integer >= 1, or null to never stop early")
+            raise ConfigError(f"trainer.early_stopping.patience={self.patience} must be an integer >= 1, or null to never stop early")
 
     def step(self, metrics: dict[str, float], epoch: int) -> bool:
         """Record this epoch; True when it is the new best."""

@@ -40,10 +40,11 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from torch.nn.parallel import DistributedDataParallel
 
 from lightquant.data.market import MarketData
-from lightquant.engine.checkpoint import atomic_save, find_checkpoint
+from lightquant.engine.checkpoint import atomic_save, check_fits, find_checkpoint, read_checkpoint
 from lightquant.engine.device import gpu_stats, gpu_status, to_device
 from lightquant.engine.early_stopping import EarlyStopping
 from lightquant.engine.seed import rng_state, set_rng_state
+from lightquant.errors import ConfigError
 from lightquant.evaluation.metrics import classification_metrics
 from lightquant.losses import Criterion, bce, get_criterion, masked_loss
 
@@ -72,18 +73,18 @@ def penalized_parameters(model: torch.nn.Module, patterns: Sequence[str]) -> lis
     named = dict(model.named_parameters())
     unmatched = [p for p in patterns if not fnmatch.filter(named, p)]
     if unmatched:
-        raise ValueError(f"trainer.penalty.params: {unmatched} match no parameter of {type(model).__name__}; "
+        raise ConfigError(f"trainer.penalty.params: {unmatched} match no parameter of {type(model).__name__}; "
                          f"its parameters are {sorted(named)}")
     return [w for n, w in named.items() if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
 
 
 def _autocast(precision: str, device: torch.device) -> torch.autocast | nullcontext:
     if precision not in PRECISIONS:
-        raise ValueError(f"trainer.precision={precision!r}; use 32, bf16 or 16")
+        raise ConfigError(f"trainer.precision={precision!r}; use 32, bf16 or 16")
     if precision == "16" and device.type != "cuda":
-        raise ValueError("trainer.precision=16 needs CUDA (fp16 autocast of LSTMs fails on CPU); use trainer.precision=bf16 on CPU")
+        raise ConfigError("trainer.precision=16 needs CUDA (fp16 autocast of LSTMs fails on CPU); use trainer.precision=bf16 on CPU")
     if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise ValueError(f"trainer.precision=bf16 but {torch.cuda.get_device_name(device)} has no bf16; use trainer.precision=16")
+        raise ConfigError(f"trainer.precision=bf16 but {torch.cuda.get_device_name(device)} has no bf16; use trainer.precision=16")
     dtype = PRECISIONS[precision]
     return nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
 
@@ -122,16 +123,16 @@ class Trainer:
         callbacks: Sequence[object] = (),
     ) -> None:
         if epochs < 1:
-            raise ValueError(f"trainer.epochs={epochs} must be >= 1")
+            raise ConfigError(f"trainer.epochs={epochs} must be >= 1")
         if batch_size < 1:
-            raise ValueError(f"dataset.batch_size={batch_size} must be >= 1")
+            raise ConfigError(f"dataset.batch_size={batch_size} must be >= 1")
         if accumulate_grad_batches < 1:
-            raise ValueError(f"trainer.accumulate_grad_batches={accumulate_grad_batches} must be >= 1")
+            raise ConfigError(f"trainer.accumulate_grad_batches={accumulate_grad_batches} must be >= 1")
         self.criterion: Criterion = get_criterion(loss)
         if not penalty_weight >= 0:
-            raise ValueError(f"trainer.penalty.weight={penalty_weight} must be >= 0")
+            raise ConfigError(f"trainer.penalty.weight={penalty_weight} must be >= 0")
         if penalty_weight > 0 and not penalty_params:
-            raise ValueError(f"trainer.penalty.weight={penalty_weight} needs trainer.penalty.params (e.g. [fc.weight])")
+            raise ConfigError(f"trainer.penalty.weight={penalty_weight} needs trainer.penalty.params (e.g. [fc.weight])")
         self.penalty_weight = float(penalty_weight)
         self.penalized = penalized_parameters(model, penalty_params) if penalty_weight > 0 else []
         self.precision = str(precision)
@@ -246,7 +247,7 @@ class Trainer:
     def fit(self, data: MarketData) -> list[dict[str, float]]:
         """Train until ``epochs`` or early stopping; leaves the model with the best weights."""
         if len(data.splits["val"]) == 0:
-            raise ValueError("The validation split is empty; check dataset.splits (train_end < val_end within the data)")
+            raise ConfigError("The validation split is empty; check dataset.splits (train_end < val_end within the data)")
         log.info(
             "Effective batch %d = dataset.batch_size %d x trainer.accumulate_grad_batches %d x %d process(es); "
             "precision %s; data on %s", self.effective_batch_size, self.batch_size, self.accumulate,
@@ -396,7 +397,8 @@ class Trainer:
     def resume(self, path: str | Path) -> Path:
         """Continue from a checkpoint, or a run dir's ``checkpoints/last.pt``; returns the file."""
         ckpt = find_checkpoint(path)
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)  # RNG states must stay on the CPU
+        state = read_checkpoint(ckpt, "trainer.resume")  # on the CPU: RNG states must stay there
+        check_fits(self.raw_model, state["model"], ckpt, f"trainer.resume={path}")
         # Passing the same overrides again is the user's job; say which settings differ.
         old, new = _flat(state.get("config") or {}), _flat(self.checkpoint_extra.get("config") or {})
         changed = [k for k in new if k in old and old[k] != new[k] and k.split(".")[0] in ("model", "dataset", "seed")]

@@ -37,6 +37,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lightquant.errors import ConfigError
+
 STRATEGIES = ("long_short", "top_k")
 PERIODS_PER_YEAR = 252
 REQUIRED = ("date", "stock", "prob_up", "return")
@@ -108,11 +110,11 @@ def _check(pred: pd.DataFrame, strategy: str, top_k: int, cost_bps: float) -> No
             "Use a predictions table written by LightQuant (predictions_<split>.csv)"
         )
     if strategy not in STRATEGIES:
-        raise ValueError(f"backtest.strategy={strategy!r}; use one of {list(STRATEGIES)}")
+        raise ConfigError(f"backtest.strategy={strategy!r}; use one of {list(STRATEGIES)}")
     if int(top_k) < 1:
-        raise ValueError(f"backtest.top_k={top_k} must be >= 1")
+        raise ConfigError(f"backtest.top_k={top_k} must be >= 1")
     if not cost_bps >= 0:
-        raise ValueError(f"backtest.cost_bps={cost_bps} must be >= 0")
+        raise ConfigError(f"backtest.cost_bps={cost_bps} must be >= 0")
     dup = pred.duplicated(["date", "stock"])
     if dup.any():
         first = pred.loc[dup, ["date", "stock"]].iloc[0].tolist()

@@ -22,6 +22,7 @@ from omegaconf import OmegaConf
 
 from lightquant.data.market import SPLITS, MarketData
 from lightquant.engine import resolve_device
+from lightquant.errors import CheckpointError, ConfigError
 from lightquant.evaluation.metrics import classification_metrics
 from lightquant.evaluation.predictions import predict_frame
 from lightquant.evaluation.report import backtest_predictions
@@ -51,15 +52,15 @@ def check_compatible(data: MarketData, data_info: Mapping[str, Any], model_confi
     """Raise when ``data`` cannot feed the exported model, saying which key to set."""
     want = list(data_info.get("feature_names", []))
     if want and list(data.feature_names) != want:
-        raise ValueError(f"the model was trained on features {want} but dataset {dataset_name} gives "
+        raise ConfigError(f"the model was trained on features {want} but dataset {dataset_name} gives "
                          f"{list(data.feature_names)}; evaluate with dataset.features=[{','.join(want)}]")
     window = data_info.get("look_back_window")
     if window is not None and int(window) != data.look_back_window:
-        raise ValueError(f"the model was trained on look_back_window={window} but dataset {dataset_name} has "
+        raise ConfigError(f"the model was trained on look_back_window={window} but dataset {dataset_name} has "
                          f"{data.look_back_window}; evaluate with dataset.look_back_window={window}")
     news = int(model_config.get("news_size", 0) or 0)
     if news != data.news_size:
-        raise ValueError(f"the model reads {news}-dim news embeddings but the data gives {data.news_size}; "
+        raise ConfigError(f"the model reads {news}-dim news embeddings but the data gives {data.news_size}; "
                          "the training config's use_news/encoder must be kept")
 
 
@@ -97,11 +98,11 @@ def evaluate_export(
     from lightquant.run import build_data  # the run module owns data building from a config
 
     if split not in SPLITS:
-        raise ValueError(f"split={split!r}; use one of {list(SPLITS)}")
+        raise ConfigError(f"split={split!r}; use one of {list(SPLITS)}")
     model, payload = load_model(ckpt)
     train_cfg = payload.get("train_config") or {}
     if "dataset" not in train_cfg:
-        raise ValueError(f"{ckpt} holds no training config (train_config.dataset); re-export it with train.py")
+        raise CheckpointError(f"{ckpt} holds no training config (train_config.dataset); re-export it with train.py")
     cfg = OmegaConf.create(train_cfg)
     cfg.dataset = dataset_config(train_cfg["dataset"], dataset)
     if cache_dir:

@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lightquant.errors import ConfigError
+
 try:  # POSIX; elsewhere appends are unlocked (a single-process run needs no lock)
     import fcntl
 except ImportError:  # pragma: no cover
@@ -95,7 +97,7 @@ def append(path: str | Path, row: dict[str, Any]) -> pd.DataFrame:
     """Append ``row`` to the CSV at ``path`` and regenerate the ``.md`` beside it; returns the table."""
     path = Path(path)
     if path.suffix != ".csv":
-        raise ValueError(f"leaderboard path {path} must end in .csv (the .md is written beside it)")
+        raise ConfigError(f"leaderboard path {path} must end in .csv (the .md is written beside it)")
     with _locked(path):
         old, new = read(path), pd.DataFrame([row])
         df = pd.concat([old, new], ignore_index=True) if len(old) else new

@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from lightquant.errors import ConfigError
 from lightquant.sweeps.runs import OK, collect_runs, sweep_settings
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ def infer_direction(objective: str) -> str:
 def rank_runs(runs: pd.DataFrame, objective: str, direction: str) -> pd.DataFrame:
     """``runs`` best first by ``objective``; failed runs and runs without the metric last."""
     if direction not in DIRECTIONS:
-        raise ValueError(f"direction={direction!r}: choose maximize or minimize")
+        raise ConfigError(f"direction={direction!r}: choose maximize or minimize")
     runs = runs.copy()
     if objective not in runs:
         runs[objective] = float("nan")

@@ -17,6 +17,8 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from lightquant.errors import MissingPathError
+
 OK, FAILED = "ok", "failed"
 #: columns that describe the job rather than a setting or a metric
 META = ("job", "status", "run_dir")
@@ -114,7 +116,7 @@ def collect_runs(sweep_dir: str | Path, searched: Sequence[str] = ()) -> tuple[p
     sweep_dir = Path(sweep_dir)
     jobs = find_jobs(sweep_dir)
     if not jobs:
-        raise FileNotFoundError(f"No Hydra jobs (*/.hydra/overrides.yaml) under {sweep_dir}")
+        raise MissingPathError(f"No Hydra jobs (*/.hydra/overrides.yaml) under {sweep_dir}")
     parsed = [read_job(j, sweep_dir) for j in jobs]
     keys = list(dict.fromkeys(k for ov, _ in parsed for k in ov))
     missing = object()

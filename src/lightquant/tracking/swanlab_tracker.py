@@ -20,6 +20,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from lightquant.errors import ConfigError, LaunchError
+
 log = logging.getLogger(__name__)
 
 API_KEY_ENV = "SWANLAB_API_KEY"
@@ -71,10 +73,10 @@ def numeric_items(values: Mapping[str, Any], prefix: str = "") -> dict[str, floa
 def check_mode(mode: str) -> str:
     """SwanLab's name for ``mode``; a clear error for an unknown mode or cloud without a key."""
     if mode not in SWANLAB_MODES:
-        raise ValueError(f"tracker.mode={mode!r}: choose one of local, offline, cloud, disabled")
+        raise ConfigError(f"tracker.mode={mode!r}: choose one of local, offline, cloud, disabled")
     swan_mode = SWANLAB_MODES[mode]
     if swan_mode == "online" and not os.environ.get(API_KEY_ENV):
-        raise RuntimeError(
+        raise LaunchError(
             f"tracker.mode={mode} uploads to SwanLab and needs your API key in the environment: "
             f"`export {API_KEY_ENV}=<key>` (SwanLab web -> Settings -> API Key), never in a config file; "
             "or track without network: tracker.mode=local (default) / offline"

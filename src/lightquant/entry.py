@@ -1,0 +1,41 @@
+"""What every entry point (train.py, evaluate.py, python -m ...) does with errors.
+
+A :class:`~lightquant.errors.UserError` (a bad config value, data file, checkpoint or launch)
+is printed as one line, ``error: <what, where, fix>``, and the process exits with status 2:
+the message is the whole story, and a traceback would only bury it. Every other exception is a
+bug and keeps its traceback. ``LIGHTQUANT_DEBUG=1`` shows the traceback of user errors too.
+In a sweep (Hydra multirun) the error is logged as one line and re-raised, so the sweeper
+records the trial as failed and goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from lightquant.errors import UserError
+
+log = logging.getLogger("lightquant")
+EXIT_USER_ERROR = 2
+
+
+def debug_enabled() -> bool:
+    return os.environ.get("LIGHTQUANT_DEBUG", "").lower() not in ("", "0", "false", "no")
+
+
+@contextmanager
+def one_line_errors(multirun: bool = False) -> Iterator[None]:
+    try:
+        yield
+    except UserError as e:
+        if debug_enabled():
+            raise
+        if multirun:
+            log.error("Trial failed: %s", e)
+            raise
+        log.debug("user error", exc_info=True)  # the run's log file keeps the traceback
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_USER_ERROR) from None

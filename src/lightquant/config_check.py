@@ -8,11 +8,24 @@ from __future__ import annotations
 
 import warnings
 
+import re
+
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from lightquant.engine.trainer import PRECISIONS
 from lightquant.errors import ConfigError
+from lightquant.evaluation.backtest import STRATEGIES
+from lightquant.losses import LOSSES
+from lightquant.tracking.swanlab_tracker import SWANLAB_MODES
+
+#: a name that becomes a folder or file name (dataset.name, model_name): no separators, no ".."
+SAFE_NAME = re.compile(r"^[\w][\w.+-]*$")
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v  # NaN != NaN
 
 
 def validate_config(cfg: DictConfig) -> None:
@@ -26,6 +39,37 @@ def validate_config(cfg: DictConfig) -> None:
         v = get(key)
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
             raise ConfigError(f"{key}={v!r} must be an integer >= 1")
+    seed = get("seed")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"seed={seed!r} must be an integer >= 0")
+    for key, value in (("dataset.name", get("dataset.name")), ("model_name", cfg.get("model_name"))):
+        if value is not None and (not isinstance(value, str) or not SAFE_NAME.match(value) or ".." in value):
+            raise ConfigError(f"{key}={value!r} names output folders and files: use letters, digits, '_', '-', '.' "
+                              "(no path separators, no '..')")
+    clip = get("trainer.gradient_clip_val")
+    if clip is not None and not (_number(clip) and clip > 0):
+        raise ConfigError(f"trainer.gradient_clip_val={clip!r} must be a number > 0, or null for no clipping")
+    for key in ("trainer.weight_decay", "trainer.penalty.weight"):
+        v = get(key)
+        if v is not None and not (_number(v) and v >= 0):
+            raise ConfigError(f"{key}={v!r} must be a number >= 0")
+    for key, choices in (("trainer.loss", LOSSES), ("trainer.precision", PRECISIONS),
+                         ("trainer.early_stopping.mode", ("min", "max")), ("backtest.strategy", STRATEGIES),
+                         ("tracker.mode", SWANLAB_MODES)):
+        v = get(key)
+        if v is not None and str(v) not in choices:
+            raise ConfigError(f"{key}={v!r}; choose one of {list(choices)}")
+    monitor = get("trainer.early_stopping.monitor")
+    if monitor is not None and monitor != "epoch" and not str(monitor).startswith("val/"):
+        raise ConfigError(f"trainer.early_stopping.monitor={monitor!r}: use val/<metric> (val/mcc, val/accuracy, "
+                          "val/loss, ...) or epoch (keep the last epoch)")
+    metric = cfg.get("optimized_metric")
+    if metric is not None and str(metric).partition("/")[0] not in ("val", "test"):
+        raise ConfigError(f"optimized_metric={metric!r}: use <split>/<metric>, e.g. val/mcc")
+    lo, hi = get("dataset.label.down_threshold"), get("dataset.label.up_threshold")
+    if _number(lo) and _number(hi) and lo > hi:
+        raise ConfigError(f"dataset.label.down_threshold={lo} > up_threshold={hi}: returns in [down, up) are "
+                          "dropped, so down must be <= up")
     lr = get("trainer.lr")
     if not isinstance(lr, (int, float)) or isinstance(lr, bool) or not lr > 0:
         raise ConfigError(f"trainer.lr={lr!r} must be a number > 0 (e.g. trainer.lr=3e-4)")

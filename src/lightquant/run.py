@@ -72,6 +72,8 @@ def build_data(cfg: DictConfig) -> MarketData:
         news_alignment=str(d.get("news_alignment", "next")),
         text_lag_days=d.get("text_lag_days"),
         require_text_days=bool(d.get("require_text_days", False)),
+        max_jump=d.get("max_jump", 3.0),
+        on_jump=str(d.get("on_jump", "warn")),
     )
     data.check_splits()
     if cfg.use_news:

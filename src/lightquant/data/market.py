@@ -37,6 +37,7 @@ from lightquant.batch import Batch
 from lightquant.data.cache import cached_panel
 from lightquant.data.features import Rows, compute_features, next_day_return
 from lightquant.data.panel import Panel
+from lightquant.data.sanity import check_classes, check_jumps, check_statistics
 from lightquant.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -395,9 +396,12 @@ def build_market_data(
     news_alignment: str = "next",
     text_lag_days: int | None = None,
     require_text_days: bool = False,
+    max_jump: float | None = 3.0,
+    on_jump: str = "warn",
 ) -> MarketData:
     """Turn a panel into :class:`MarketData`. Plain arguments, no config objects.
-    ``news_alignment``, ``text_lag_days``, ``require_text_days``: a protocol's text rules (module doc)."""
+    ``news_alignment``, ``text_lag_days``, ``require_text_days``: a protocol's text rules (module doc);
+    ``max_jump``, ``on_jump``: one-day moves taken for unadjusted splits (:mod:`lightquant.data.sanity`)."""
     if look_back_window < 1:
         raise ConfigError(f"dataset.look_back_window={look_back_window} must be >= 1")
     if text_lag_days is not None and (isinstance(text_lag_days, bool) or not isinstance(text_lag_days, int)
@@ -413,6 +417,7 @@ def build_market_data(
             f"dataset.label.down_threshold={down_threshold} > up_threshold={up_threshold}; "
             "samples with return in [down, up) are dropped, so down must be <= up"
         )
+    panel = check_jumps(panel, max_jump, on_jump)
     rows = Rows.from_panel(panel)
     x = compute_features(rows, list(features))  # (R, F)
     ret = next_day_return(rows, label_price)  # (R,)
@@ -455,6 +460,7 @@ def build_market_data(
         )
     if len(split_data["train"]) == 0:
         raise ConfigError(_empty_split_message("train", bounds, panel.dates, T))
+    check_classes(split_data, (up_threshold, down_threshold))
     per_stock = np.bincount(rows.stock[usable], minlength=len(panel.stocks))
     short = [panel.stocks[i] for i in np.flatnonzero(per_stock == 0)]
     if short:
@@ -467,6 +473,7 @@ def build_market_data(
         mean = np.nanmean(x[train_rows], axis=0)
         std = np.nanstd(x[train_rows], axis=0)
         std[~(std > 1e-12)] = 1.0  # a constant feature stays centred instead of dividing by 0
+        check_statistics(mean, std, list(features))  # never exported otherwise
     else:
         mean, std = np.zeros(x.shape[1]), np.ones(x.shape[1])
     xn = np.nan_to_num((x - mean) / std, nan=0.0)  # NaN rows are never inside a usable window

@@ -32,6 +32,8 @@ ALIASES = {
     "adj_close": ("adjclose", "adjustedclose", "adjclosing", "复权收盘价"),
     "volume": ("volume", "vol", "成交量"),
 }
+#: prices above this are taken for corrupt cells (Berkshire A, the dearest listed share, is ~1e6)
+MAX_PRICE = 1e9
 ENCODINGS = ("utf-8-sig", "gbk")  # utf-8-sig also reads plain UTF-8 (and strips a BOM)
 DATE_FORMATS = ("%Y-%m-%d", "%Y/%m/%d", "%Y%m%d", "%m/%d/%Y", "%d.%m.%Y")
 
@@ -77,7 +79,10 @@ def _rename(df: pd.DataFrame, path: Path) -> pd.DataFrame:
     found = {}
     for col in df.columns:
         for field, names in ALIASES.items():
-            if _key(col) in names and field not in found:
+            if _key(col) in names:
+                if field in found:  # e.g. both Close and close: which one is meant cannot be guessed
+                    raise DataError(f"{path}: columns {found[field]!r} and {col!r} both read as {field}; "
+                                    "delete or rename one of them")
                 found[field] = col
     missing = [f.capitalize() for f in ("date", "open", "high", "low", "close", "volume") if f not in found]
     if missing:
@@ -135,6 +140,15 @@ def read_price_csv(path: Path) -> pd.DataFrame:
         repairs["duplicate dates (kept the last)"] = int(dup.sum())
         df = df[~dup]
     price = df[["open", "high", "low", "close", "adj_close"]]
+    huge = (price.abs() > MAX_PRICE).any(axis=1) | ~np.isfinite(df["volume"].fillna(0))
+    if huge.any():
+        i = int(np.flatnonzero(huge.to_numpy())[0])
+        raise DataError(f"{path}: row dated {df['date'].iloc[i].date()}: a price above {MAX_PRICE:g} or an infinite "
+                        f"volume ({price.iloc[i].max():g}): a corrupt cell; fix or delete the row")
+    future = df["date"] > pd.Timestamp.today().normalize() + pd.Timedelta(days=1)
+    if future.any():  # a row dated 2099 would move the automatic split dates
+        repairs[f"rows dated after today, e.g. {df['date'][future].iloc[0].date()} (dropped)"] = int(future.sum())
+        df, price = df[~future], price[~future]
     unusable = price.isna().any(axis=1) | (price <= 0).any(axis=1) | df["volume"].isna() | (df["volume"] < 0)
     if unusable.any():
         repairs["rows with missing, zero or negative prices/volume (dropped)"] = int(unusable.sum())

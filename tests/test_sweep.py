@@ -196,3 +196,28 @@ def test_plain_multirun_over_seeds_gets_a_seed_summary(tmp_path):
     assert len(summary) == 1 and summary.loc[0, "n"] == 2 and summary.loc[0, "val/mcc_std"] >= 0
     assert "± " in (out / "report.md").read_text()
     assert (out / "optimization_history.png").is_file()
+
+
+@pytest.mark.slow
+def test_a_sweep_whose_trials_all_fail_still_reports(tmp_path):
+    out = tmp_path / "sweep"
+    proc = sweep(tmp_path, out, "hydra.sweeper.n_trials=2", "trainer.lr=choice(1e30)", "trainer.gradient_clip_val=null")
+    assert proc.returncode != 0  # Optuna's "No trials are completed yet" ends it, but the report is there
+    board = pd.read_csv(out / "leaderboard.csv")
+    assert list(board["status"]) == ["failed", "failed"]
+    assert board["error"].str.contains("Training loss became nan").all()
+    assert "Training loss became nan" in (out / "report.md").read_text()
+
+
+def test_a_diverged_run_is_failed_never_best(tmp_path):
+    from lightquant.run import optimized_metric
+    from lightquant.sweeps.runs import read_job
+
+    with pytest.raises(FloatingPointError, match="exploded"):
+        optimized_metric({"val": {"mcc": 0.3, "loss": 1e11}}, "val/mcc")
+    job = tmp_path / "0"
+    (job / ".hydra").mkdir(parents=True)
+    (job / ".hydra" / "overrides.yaml").write_text("- trainer.lr=10\n")
+    (job / "metrics.json").write_text('{"val": {"mcc": 0.3, "loss": 1e11}, "test": {}}')
+    _, row = read_job(job, tmp_path)
+    assert row["status"] == "failed" and "exploded" in row["error"]

@@ -6,9 +6,8 @@ model once from its config (its constructor validates every argument)."""
 
 from __future__ import annotations
 
-import warnings
-
 import re
+import warnings
 
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate

@@ -6,9 +6,11 @@ a notebook without Hydra: ``load_market_data(...)``, ``LSTM(...)``, ``Trainer(..
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ import torch
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from lightquant.atomic import atomic_write_text
 from lightquant.config_check import validate_config
 from lightquant.data.encoders import encode_cached
 from lightquant.data.market import MarketData, load_market_data
@@ -29,12 +32,14 @@ from lightquant.engine import (
     resolve_device,
     seed_everything,
 )
-from lightquant.engine.checkpoint import apply_weights, atomic_write_text, load_weights
+from lightquant.engine.checkpoint import apply_weights, load_weights
 from lightquant.engine.distributed import main_only, rank_suffix, run_name
 from lightquant.errors import ConfigError
 from lightquant.evaluation.predictions import predict_frame
 from lightquant.evaluation.report import finish_run
 from lightquant.export import export_model
+from lightquant.rundir import lock_run_dir
+from lightquant.sweeps.runs import EXPLODED_LOSS
 from lightquant.tracking import CurvesPlot
 
 log = logging.getLogger(__name__)
@@ -48,7 +53,9 @@ if not OmegaConf.has_resolver("lq.news_size"):
     OmegaConf.register_new_resolver("lq.news_size", lambda use_news, dim: int(dim) if use_news else 0)
 # Under torchrun every rank composes the config (conf/hydra/default.yaml): one run dir named by
 # torchrun's run id, .hydra/ from rank 0 only, and rank r > 0 logging to train.rank<r>.log.
-for _name, _fn in {"lq.run_name": run_name, "lq.main_only": main_only, "lq.rank_suffix": rank_suffix}.items():
+# lq.pid: default run dirs of processes started in the same second differ (<time>_<pid>).
+for _name, _fn in {"lq.run_name": run_name, "lq.main_only": main_only, "lq.rank_suffix": rank_suffix,
+                   "lq.pid": os.getpid}.items():
     if not OmegaConf.has_resolver(_name):
         OmegaConf.register_new_resolver(_name, _fn)
 
@@ -122,8 +129,13 @@ def train(cfg: DictConfig, callbacks: Sequence[object] = ()) -> dict[str, Any]:
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     validate_config(cfg)  # before any work: a bad value fails in a second, not after loading
+    is_main = is_main_process()  # under DDP only rank 0 writes files (and holds the run dir's lock)
+    with lock_run_dir(out_dir) if is_main else contextlib.nullcontext():
+        return _train(cfg, callbacks, out_dir, is_main)
+
+
+def _train(cfg: DictConfig, callbacks: Sequence[object], out_dir: Path, is_main: bool) -> dict[str, Any]:
     t = cfg.trainer
-    is_main = is_main_process()  # under DDP only rank 0 writes files
     if t.get("num_threads"):
         torch.set_num_threads(int(t.num_threads))
     # another run's weights are read now: a wrong path fails before the data is loaded
@@ -229,4 +241,8 @@ def optimized_metric(metrics: dict[str, Any], name: str) -> float:
         raise KeyError(f"optimized_metric={name!r} is not in metrics ({split}: {sorted(metrics.get(split, {}))})") from e
     if not math.isfinite(value):
         raise FloatingPointError(f"optimized_metric {name} is {value}")
+    loss = metrics.get("val", {}).get("loss", 0.0)
+    if not loss <= EXPLODED_LOSS:  # a diverged run must never be the sweep's best
+        raise FloatingPointError(f"validation loss {loss:g} exploded (> {EXPLODED_LOSS:g}): the run diverged; "
+                                 "lower trainer.lr or keep trainer.gradient_clip_val")
     return value

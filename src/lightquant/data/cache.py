@@ -3,19 +3,18 @@
 Parsing thousands of small news files dominates start-up; everything derived from
 the panel (features, labels, windows) is vectorised and cheap, so the panel is
 what gets cached. Stored as .npz without pickles, written atomically, keyed by the
-source's fingerprint (its config and the size/mtime of every input file).
+source's fingerprint (its config and the inode, size, mtime and ctime of every input file).
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from lightquant.atomic import atomic_write
 from lightquant.data.panel import PRICE_FIELDS, Panel
 
 log = logging.getLogger(__name__)
@@ -35,29 +34,21 @@ def _decode_texts(data: np.ndarray, offsets: np.ndarray) -> list[str]:
 
 
 def save_panel(panel: Panel, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     text_data, text_offsets = _encode_texts(panel.news_text)
     stocks_data, stocks_offsets = _encode_texts(panel.stocks)
     arrays = {f"price_{f}": panel.prices[f] for f in PRICE_FIELDS}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(
-                fh,
-                format=np.array(CACHE_FORMAT),
-                dates=panel.dates.astype("datetime64[D]").astype(np.int64),
-                stocks_data=stocks_data,
-                stocks_offsets=stocks_offsets,
-                news_stock=panel.news_stock,
-                news_date=panel.news_date.astype("datetime64[D]").astype(np.int64),
-                text_data=text_data,
-                text_offsets=text_offsets,
-                **arrays,
-            )
-        os.replace(tmp, path)  # atomic: a crashed run never leaves a half-written cache
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda fh: np.savez(
+        fh,
+        format=np.array(CACHE_FORMAT),
+        dates=panel.dates.astype("datetime64[D]").astype(np.int64),
+        stocks_data=stocks_data,
+        stocks_offsets=stocks_offsets,
+        news_stock=panel.news_stock,
+        news_date=panel.news_date.astype("datetime64[D]").astype(np.int64),
+        text_data=text_data,
+        text_offsets=text_offsets,
+        **arrays,
+    ))
 
 
 def load_panel(path: Path, news: bool = True) -> Panel:
@@ -100,6 +91,10 @@ def cached_panel(source, cache_dir: str | Path | None, news: bool = True) -> Pan
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:  # corrupt/old: rebuild
             log.warning("Ignoring unreadable cache %s (%s); rebuilding", path, e)
     panel = source.load()
-    save_panel(panel, path)
-    log.info("Cached panel at %s", path)
+    try:
+        save_panel(panel, path)
+        log.info("Cached panel at %s", path)
+    except OSError as e:  # a read-only or full cache folder costs the next run a parse, not this run
+        log.warning("Could not write the cache %s (%s): continuing without it; set paths.cache_dir or "
+                    "LIGHTQUANT_CACHE to a writable folder", path, e)
     return panel if news else panel.without_news()

@@ -15,15 +15,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from lightquant.atomic import atomic_write
 from lightquant.errors import ConfigError, DataError, MissingPathError
 
 log = logging.getLogger(__name__)
@@ -191,9 +190,5 @@ def encode_cached(encoder, fit_texts: Sequence[str], texts: Sequence[str], cache
             return emb
     emb = encoder.fit(fit_texts).encode(texts).astype(np.float32)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, emb)
-        os.replace(tmp, path)
+        atomic_write(path, lambda fh: np.save(fh, emb))
     return emb

@@ -52,11 +52,15 @@ def existing_dirs(dirs: Sequence[str | Path], what: str) -> list[Path]:
 
 
 def fingerprint_files(files: Iterable[Path], salt: str) -> str:
-    """Hash of every file's path, size and mtime: a cache key that changes when any input does."""
+    """Hash of every file's path, inode, size, mtime and ctime: a cache key that changes when any
+    input does. ctime is what makes it safe: any write to a file (or a chmod, or a restored mtime)
+    sets it to the present, and no tool can set it back, so a file edited in place with its size and
+    mtime kept still misses the cache. Stat data only: hashing the bytes would cost ~1 s per start on
+    ACL18's 26k files, against 0.25 s for this."""
     h = hashlib.sha256(salt.encode())
     for f in files:
         st = f.stat()
-        h.update(f"{f.resolve()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        h.update(f"{f.resolve()}|{st.st_ino}|{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}\n".encode())
     return h.hexdigest()
 
 

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import subprocess
-import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lightquant.atomic import atomic_write_text
 from lightquant.errors import ConfigError
 
 try:  # POSIX; elsewhere appends are unlocked (a single-process run needs no lock)
@@ -71,14 +70,7 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    # A plain open (not mkstemp, which makes 0600 files): the leaderboard keeps the umask's permissions.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, text)
 
 
 def read(path: str | Path) -> pd.DataFrame:

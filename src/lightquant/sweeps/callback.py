@@ -1,11 +1,17 @@
-"""Hydra callback: the sweep report at the end of every multirun (Optuna sweeps and plain -m)."""
+"""Hydra callback: the sweep report at the end of every multirun (Optuna sweeps and plain -m).
+
+The report's tables are also refreshed after every job: when every trial of an Optuna sweep fails,
+the plugin ends the sweep with Optuna's "No trials are completed yet" before any end-of-multirun
+callback runs, and the sweep dir must still say what happened to each trial."""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
+from hydra.core.utils import JobStatus
 from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from lightquant.sweeps.report import write_report
@@ -30,6 +36,19 @@ class SweepReport(Callback):
         self.objective = objective
         self.direction = direction
         self.plots = plots
+
+    def on_job_end(self, config: DictConfig, job_return: Any = None, **kwargs: Any) -> None:
+        if config.hydra.mode != RunMode.MULTIRUN:
+            return
+        sweep_dir = str(config.hydra.sweep.dir)
+        try:  # tables only (plots at the end): a few ms per job
+            write_report(sweep_dir, self.objective or str(config.get("optimized_metric", "val/mcc")),
+                         self.direction or sweeper_direction(config), plots=False)
+        except Exception as e:  # a report problem must not fail the trial; on_multirun_end says it again
+            log.warning("Sweep report of %s not refreshed: %s", sweep_dir, e)
+            return
+        if job_return is not None and getattr(job_return, "status", None) == JobStatus.FAILED:
+            log.error("Trial failed; %s/report.md lists every trial so far with its error", sweep_dir)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = str(config.hydra.sweep.dir)

@@ -9,9 +9,7 @@ Writes into the sweep dir ``leaderboard.csv`` (every job, every metric), ``seed_
 from __future__ import annotations
 
 import logging
-import os
 import re
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from lightquant.atomic import atomic_write_text
 from lightquant.errors import ConfigError
 from lightquant.sweeps.runs import OK, collect_runs, sweep_settings
 
@@ -113,10 +112,7 @@ def best_run(ranked: pd.DataFrame, objective: str) -> dict[str, Any] | None:
 
 def _atomic_write(path: Path, text: str) -> None:
     # Parallel sweep workers may report into one dir at the same time: never leave half a file.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    atomic_write_text(path, text)
 
 
 def render_markdown(sweep_dir: Path, ranked: pd.DataFrame, summary: pd.DataFrame, varying: Sequence[str],
@@ -133,9 +129,10 @@ def render_markdown(sweep_dir: Path, ranked: pd.DataFrame, summary: pd.DataFrame
                 f"Job `{best['job']}`: `{objective}` = {_fmt(best['objective']['value'])}", "",
                 "```bash", best["command"], "```", ""]
     out += ["## Leaderboard", "",
-            markdown_table(["rank", "job", "status", *varying, *shown, "best_epoch"],
+            markdown_table(["rank", "job", "status", *varying, *shown, "best_epoch", "error"],
                            [[_int(r["rank"]), r["job"], r["status"], *[r.get(k) for k in varying],
-                             *[r.get(m) for m in shown], _int(r.get("best_epoch"))] for _, r in ranked.iterrows()]), ""]
+                             *[r.get(m) for m in shown], _int(r.get("best_epoch")), r.get("error") if isinstance(r.get("error"), str) else ""]
+                            for _, r in ranked.iterrows()]), ""]
     if not summary.empty and ("seed" in varying or summary["n"].max() > 1):
         keys = [k for k in varying if k != "seed"]
         out += ["## Seed summary (mean ± std over runs that differ only in seed)", "",

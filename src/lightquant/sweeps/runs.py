@@ -20,6 +20,23 @@ import yaml
 from lightquant.errors import MissingPathError
 
 OK, FAILED = "ok", "failed"
+#: a validation loss above this (BCE and hinge are ~0.7-1 for a useless model) is a diverged run:
+#: its trial is failed, never ranked (lightquant.run.optimized_metric refuses it to the sweeper too)
+EXPLODED_LOSS = 100.0
+
+
+def job_error(job_dir: Path) -> str:
+    """The one line saying why a job failed: its ``Trial failed: ...`` log line, else the last line of
+    the traceback it logged; "" when its log has neither (e.g. still running)."""
+    log = job_dir / "train.log"
+    if not log.is_file():
+        return ""
+    lines = [ln.strip() for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
+    for ln in reversed(lines):
+        if "Trial failed: " in ln:
+            return ln.split("Trial failed: ", 1)[1]
+    tail = [ln for ln in lines if re.match(r"^[\w.]+(Error|Exception)\b", ln)]
+    return tail[-1] if tail else ""
 #: columns that describe the job rather than a setting or a metric
 META = ("job", "status", "run_dir")
 
@@ -73,7 +90,13 @@ def read_job(job_dir: Path, sweep_dir: Path) -> tuple[dict[str, Any], dict[str, 
     metrics_file = job_dir / "metrics.json"
     if metrics_file.is_file():
         row.update(flatten_metrics(json.loads(metrics_file.read_text())))
-        row["status"] = OK
+        loss = row.get("val/loss")
+        if loss is not None and not (float(loss) <= EXPLODED_LOSS):  # NaN compares False
+            row["error"] = f"validation loss {loss:g} exploded (> {EXPLODED_LOSS:g}): diverged"
+        else:
+            row["status"] = OK
+    else:
+        row["error"] = job_error(job_dir)
     return overrides, row
 
 

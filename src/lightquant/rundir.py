@@ -1,0 +1,46 @@
+"""One run per run dir: a second process pointed at a dir in use fails at once, before it can
+mix its config, checkpoints or metrics with the first run's.
+
+The lock is an ``flock`` on ``<run dir>/.lock`` held for the whole run; the kernel releases it
+when the process ends, however it ends, so a killed run never leaves a stale lock (``trainer.resume``
+or ``hydra.run.dir=<old dir>`` into it works right away).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from lightquant.errors import ConfigError
+
+try:  # POSIX; elsewhere runs are not locked
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None
+
+
+@contextlib.contextmanager
+def lock_run_dir(run_dir: str | Path) -> Iterator[None]:
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if fcntl is None:
+        yield
+        return
+    with open(run_dir / ".lock", "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "unknown"
+            raise ConfigError(f"run dir {run_dir} is in use by another run (pid {holder}); two runs there would mix "
+                              "their outputs: give this one another hydra.run.dir") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

@@ -76,8 +76,8 @@ def test_an_unwritable_cache_folder_is_skipped_with_a_warning(tmp_path, caplog):
 
 def test_a_run_dir_in_use_refuses_a_second_run(cfg_factory):
     from lightquant.errors import ConfigError
-    from lightquant.rundir import lock_run_dir
     from lightquant.run import train
+    from lightquant.rundir import lock_run_dir
 
     cfg = cfg_factory()
     with lock_run_dir(cfg.paths.output_dir):  # another run holds it

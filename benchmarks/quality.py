@@ -249,6 +249,8 @@ def chosen_on_validation(defaults: list[dict], tried: list[dict]) -> Table:
 
 
 DESCRIPTION = (
+    "The project's own configs on the standard protocol; each paper's own recipe on its own protocol, against "
+    "its published figure and the majority class, is section 9 (the reproducibility report). "
     "Test accuracy and MCC per model, mean ± std over seeds (sample std), each run a separate "
     "`python train.py dataset=<d> model=<m> seed=<s>` with the config shown and every other key at its "
     "conf/ default (AdamW lr 3e-4, cosine schedule, up to 100 epochs, early stopping on val/mcc with "

@@ -29,7 +29,8 @@ except ImportError:  # pragma: no cover
 
 # Columns summarised by default (those present in the file), in this order.
 KEY_METRICS = (
-    "val_accuracy", "val_mcc", "test_accuracy", "test_majority_accuracy", "test_mcc", "test_f1",
+    "val_accuracy", "val_mcc", "val_rank_ic", "test_accuracy", "test_majority_accuracy", "test_mcc", "test_f1",
+    "test_auc", "test_ic", "test_rank_ic", "test_rank_ic_ir",
     "bt_annual_return", "bt_sharpe", "bt_max_drawdown", "bt_calmar", "bt_information_ratio",
     "bench_annual_return", "bench_sharpe",
 )

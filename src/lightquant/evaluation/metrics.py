@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from scipy.stats import binomtest
-from sklearn.metrics import f1_score, matthews_corrcoef
+from sklearn.metrics import confusion_matrix, f1_score, matthews_corrcoef, roc_auc_score
 
 
 def classification_metrics(y_true: np.ndarray, prob_up: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
@@ -35,3 +36,39 @@ def classification_metrics(y_true: np.ndarray, prob_up: np.ndarray, threshold: f
         "p_vs_majority": float(binomtest(correct, len(y), majority, alternative="greater").pvalue),
         "n": int(len(y)),
     }
+
+
+def ranking_metrics(prob_up: np.ndarray, ret: np.ndarray, date: np.ndarray) -> dict[str, float]:
+    """What a quant ranks signals by: per date, the Pearson (IC) and Spearman (Rank IC) correlation
+    between ``prob_up`` and the realised next-day return across that date's stocks; their mean, std
+    and ICIR (mean / std) over dates. Dates with fewer than 2 stocks or a constant score or return
+    have no correlation and are left out. Also ROC AUC of ``prob_up`` against the up labels is
+    ICIR is ``ic_ir`` (and ``rank_ic_ir``)."""
+    df = pd.DataFrame({"p": np.asarray(prob_up, dtype=np.float64), "r": np.asarray(ret, dtype=np.float64),
+                       "d": np.asarray(date)})
+    g = df.groupby("d")
+    df["pr"], df["rr"] = g["p"].rank(), g["r"].rank()
+
+    def per_date(x: str, y: str) -> pd.Series:  # vectorised Pearson per date from grouped sums
+        dx = df[x] - g[x].transform("mean")
+        dy = df[y] - g[y].transform("mean")
+        tmp = pd.DataFrame({"d": df["d"], "xy": dx * dy, "xx": dx * dx, "yy": dy * dy}).groupby("d").sum()
+        den = np.sqrt(tmp["xx"] * tmp["yy"])
+        return (tmp["xy"] / den)[(den > 1e-12) & (g.size() >= 2)]
+
+    out = {}
+    for name, (x, y) in {"ic": ("p", "r"), "rank_ic": ("pr", "rr")}.items():
+        s = per_date(x, y)
+        mean = float(s.mean()) if len(s) else float("nan")
+        std = float(s.std(ddof=1)) if len(s) > 1 else float("nan")
+        out.update({name: mean, f"{name}_std": std, f"{name}_ir": mean / std if std and std > 0 else float("nan"),
+                    f"{name}_dates": int(len(s))})
+    return out
+
+
+def auc_and_confusion(y_true: np.ndarray, prob_up: np.ndarray, threshold: float = 0.5) -> dict:
+    """ROC AUC (NaN with one class) and the confusion matrix [[tn, fp], [fn, tp]] (rows: true down, up)."""
+    y = np.asarray(y_true).astype(int)
+    pred = (np.asarray(prob_up) >= threshold).astype(int)
+    auc = float(roc_auc_score(y, prob_up)) if 0 < y.sum() < len(y) else float("nan")
+    return {"auc": auc, "confusion": confusion_matrix(y, pred, labels=[0, 1]).tolist()}

@@ -74,7 +74,8 @@ def leaderboard_row(*, model: str, dataset: str, use_news: bool, seed: int, over
         "best_epoch": metrics.get("best_epoch"), "epochs_trained": metrics.get("epochs_trained"),
     }
     for split in ("val", "test"):
-        for k in ("accuracy", "majority_accuracy", "p_vs_majority", "mcc", "f1", "loss", "n"):
+        for k in ("accuracy", "majority_accuracy", "p_vs_majority", "mcc", "f1", "auc", "ic", "rank_ic", "ic_ir",
+                  "rank_ic_ir", "loss", "n"):
             row[f"{split}_{k}"] = metrics.get(split, {}).get(k)
     bt = metrics.get("backtest")
     if bt:

@@ -103,3 +103,34 @@ def test_bad_config(override, cfg_factory):
     with pytest.raises(ConfigError) as e:
         validate_config(cfg_factory([override]))
     assert all(w in str(e.value) for w in CONFIG_CASES[override]), str(e.value)
+
+
+NEWS_HEADER = "code_name,ticker,created_at,text\n"
+NEWS_CASES = {  # news file content: words of the DataError (file:line and the cause)
+    "unclosed quote to the end": NEWS_HEADER + 'A,1,2020-01-02,"first text\nA,1,2020-01-02,second text\n',
+    "unclosed quote then a quote": NEWS_HEADER + 'A,1,2020-01-02,"first text\nA,1,2020-01-02,"second" text\n',
+    "too many fields": NEWS_HEADER + "A,1,2020-01-02,text,extra\n",
+}
+
+
+@pytest.mark.parametrize("case", list(NEWS_CASES))
+def test_malformed_news_files_name_file_and_line(case, tmp_path):
+    from lightquant.data.csmd import CSMDSource
+
+    write(tmp_path / "price", {"AAA": bars()})
+    news = tmp_path / "news" / "AAA"
+    news.mkdir(parents=True)
+    (news / "2020-01-02.csv").write_text(NEWS_CASES[case])
+    with pytest.raises(DataError, match=r"2020-01-02\.csv:\d+: .*quoting of that row"):
+        CSMDSource([str(tmp_path / "price")], [str(tmp_path / "news")]).load()
+
+
+def test_well_formed_news_with_quoted_newlines_loads(tmp_path):
+    from lightquant.data.csmd import CSMDSource
+
+    write(tmp_path / "price", {"AAA": bars()})
+    news = tmp_path / "news" / "AAA"
+    news.mkdir(parents=True)
+    (news / "2020-01-02.csv").write_text(NEWS_HEADER + 'A,1,2020-01-02,"two\nlines, one text"\nA,1,2020-01-02,plain\n')
+    panel = CSMDSource([str(tmp_path / "price")], [str(tmp_path / "news")]).load()
+    assert panel.news_text == ["two\nlines, one text", "plain"]

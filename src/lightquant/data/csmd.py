@@ -94,15 +94,23 @@ class CSMDSource:
                 empty += 1
                 continue
             # The csv module is ~5x faster than pandas on thousands of tiny files.
-            reader = csv.DictReader(io.StringIO(content, newline=""))
-            if reader.fieldnames is None or "text" not in reader.fieldnames:
-                raise DataError(f"{f}: news files need a 'text' column (CSMD layout: code_name,ticker,created_at,text)")
-            for rec in reader:
-                text = (rec["text"] or "").strip()
-                if text:
-                    stock_ids.append(index[name])
-                    days.append(f.stem)
-                    texts.append(text)
+            # strict: an unclosed quote is an error (at its end of data, or at the next quote), never
+            # two rows silently merged into one text
+            reader = csv.DictReader(io.StringIO(content, newline=""), strict=True)
+            try:
+                if reader.fieldnames is None or "text" not in reader.fieldnames:
+                    raise DataError(f"{f}: news files need a 'text' column (CSMD layout: code_name,ticker,created_at,text)")
+                for rec in reader:
+                    if None in rec or None in rec.values():
+                        raise DataError(f"{f}:{reader.line_num}: {'more' if None in rec else 'fewer'} fields than the "
+                                        f"header {reader.fieldnames}; check the quoting of that row")
+                    text = rec["text"].strip()
+                    if text:
+                        stock_ids.append(index[name])
+                        days.append(f.stem)
+                        texts.append(text)
+            except csv.Error as e:  # unclosed quotes, fields over csv's size limit, NUL bytes
+                raise DataError(f"{f}:{reader.line_num}: malformed CSV ({e}); check the quoting of that row") from e
         if empty:
             log.warning("%d empty news file(s) skipped", empty)
         if skipped:

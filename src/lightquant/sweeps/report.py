@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 DIRECTIONS = ("maximize", "minimize")
 #: metrics shown in report.md (the CSV files hold all of them)
-SHOWN = tuple(f"{s}/{m}" for s in ("val", "test") for m in ("accuracy", "mcc", "f1", "loss"))
+SHOWN = tuple(f"{s}/{m}" for s in ("val", "test") for m in ("accuracy", "mcc", "f1", "rank_ic", "loss"))
 #: overrides that say how to run, not what: left out of the rerun command of the best run
 NOT_FOR_RERUN = ("hparams_search",)
 

@@ -17,6 +17,7 @@ the window's past adjusted-close returns (scikit-learn, fitted on the training s
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 from collections.abc import Sequence
@@ -85,6 +86,29 @@ def run_recipes(names: Sequence[str], seeds: Sequence[int], out: Path, threads: 
     return [r for r in runs if r["recipe"] in names or r["warm_start"]]
 
 
+def _test_metrics(run: dict) -> dict:
+    """The run's own metrics.json test block (fields the reuse record does not keep)."""
+    f = Path(run["run_dir"]) / "metrics.json"
+    return json.loads(f.read_text())["test"] if f.is_file() else {}
+
+
+def constant_seeds(runs: list[dict]) -> int:
+    """Runs whose selected model predicts one class for every test sample."""
+    return sum(_test_metrics(r).get("pred_up_share") in (0.0, 1.0) for r in runs if not r["failed"])
+
+
+def trained_at(out: Path, runs: list[dict]) -> list[str]:
+    """The commits the runs were trained at, from the leaderboards they appended to."""
+    import pandas as pd
+
+    dirs = {str(Path(r["run_dir"])) for r in runs}
+    commits: set[str] = set()
+    for board in (out / "result").glob("*/leaderboard.csv"):
+        df = pd.read_csv(board)
+        commits |= set(df.loc[df["output_dir"].astype(str).isin(dirs), "git_commit"].astype(str))
+    return sorted(commits)
+
+
 def baselines(dataset: str, cache_dir: Path) -> dict[str, dict]:
     """Majority class (train's, on test), the test all-up rate, and logistic regression on past returns."""
     import numpy as np
@@ -135,12 +159,13 @@ def recipe_table(runs: list[dict], protocols: dict[str, str]) -> Table:
             _ms(acc, 100), _ms(mcc, 1, 3), f"{pub['accuracy']:.2f} / {pub['mcc']:.3f}",
             f"{statistics.mean(acc) * 100 - pub['accuracy']:+.2f} / {statistics.mean(mcc) - pub['mcc']:+.3f}" if ok else "—",
             "yes" if ok and statistics.mean(acc) * 100 >= pub["accuracy"] and statistics.mean(mcc) >= pub["mcc"] else "no",
-            _ms([r["test_majority_accuracy"] for r in ok], 100), f"{beats}/{len(ok)}",
+            _ms([r["test_majority_accuracy"] for r in ok], 100), f"{beats}/{len(ok)}", f"{constant_seeds(ok)}/{len(ok)}",
             ", ".join(str(r["best_epoch"]) for r in ok),
         ])
     headers = ["recipe", "protocol (dataset=)", "command", "seeds ok", "test acc % (mean ± std)", "test MCC",
                "published acc % / MCC", "Δ acc / Δ MCC", "reaches published", "all-up / majority acc % of the test split",
-               "seeds beating the majority class (binomial p < 0.05)", "selected epoch per seed"]
+               "seeds beating the majority class (binomial p < 0.05)", "seeds predicting one class only",
+               "selected epoch per seed"]
     return Table("Paper recipes on their papers' protocols", headers, rows)
 
 
@@ -192,6 +217,29 @@ def section(s: Settings) -> Section:
     sec.tables.append(t)
     per = {d: baselines(d, s.out_dir / "cache") for d in dict.fromkeys(protocols.values())}
     sec.tables.append(baseline_table(per))
+    meta = recipes()
+    for key in dict.fromkeys((r["recipe"], r["warm_start"]) for r in runs):
+        ok = [r for r in runs if (r["recipe"], r["warm_start"]) == key and not r["failed"]]
+        if not ok:
+            continue
+        name, warm = key
+        acc = statistics.mean(r["test_accuracy"] for r in ok) * 100
+        mcc = statistics.mean(r["test_mcc"] for r in ok)
+        pub = meta[name]["published"]
+        allup = statistics.mean(_test_metrics(r).get("up_share", float("nan")) for r in ok) * 100
+        verdict = ("reaches it" if acc >= pub["accuracy"] and mcc >= pub["mcc"] else
+                   f"falls short by {pub['accuracy'] - acc:.2f} accuracy points and {pub['mcc'] - mcc:.3f} MCC"
+                   if acc < pub["accuracy"] and mcc < pub["mcc"] else
+                   f"differs by {acc - pub['accuracy']:+.2f} accuracy points and {mcc - pub['mcc']:+.3f} MCC")
+        sec.notes.append(
+            f"{name}{' (warm start from ' + warm + ')' if warm else ''}: {acc:.2f} % / MCC {mcc:.3f} over {len(ok)} "
+            f"seeds against the published {pub['accuracy']:.2f} / {pub['mcc']:.3f}: {verdict}; always predicting "
+            f"\"up\" scores {allup:.2f} % on this test split, and {constant_seeds(ok)} of {len(ok)} seeds selected a "
+            "model that predicts one class only.")
+    commits = trained_at(s.out_dir, runs)
+    if commits:
+        sec.notes.append(f"Trained at commit(s) {', '.join(commits)} (`git_commit` of their leaderboard rows; reused "
+                         "runs keep the commit they were trained at).")
     sec.notes.append(f"Runs: `python -m benchmarks.reproduce --seeds {','.join(map(str, seeds))} --jobs 2` "
                      "(the same runs; `benchmarks/results/reproduce/<recipe>/seed<s>/`, reused when rerun).")
     sec.data = {"runs": runs, "baselines": per}

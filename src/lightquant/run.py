@@ -37,7 +37,7 @@ from lightquant.engine.distributed import main_only, rank_suffix, run_name
 from lightquant.errors import ConfigError
 from lightquant.evaluation.predictions import predict_frame
 from lightquant.evaluation.report import finish_run
-from lightquant.export import export_model
+from lightquant.export import export_model, keep_best, selection_record
 from lightquant.rundir import lock_run_dir
 from lightquant.sweeps.runs import EXPLODED_LOSS
 from lightquant.tracking import CurvesPlot
@@ -208,10 +208,9 @@ def _train(cfg: DictConfig, callbacks: Sequence[object], out_dir: Path, is_main:
     tm = metrics["test"]
     log.info("Test: accuracy %.4f | MCC %.4f | F1 %.4f | n %d", tm["accuracy"], tm["mcc"], tm["f1"], tm["n"])
 
-    if cfg.export:
-        path = Path(cfg.paths.model_save_dir) / f"{cfg.model_name}.pth"
-        export_model(
-            path,
+    if cfg.export:  # the run's own export, never overwritten by another run
+        path = export_model(
+            out_dir / "model.pth",
             model,
             resolved["model"],
             train_config=resolved,
@@ -222,8 +221,11 @@ def _train(cfg: DictConfig, callbacks: Sequence[object], out_dir: Path, is_main:
                 "norm_std": data.norm_std.cpu(),
             },
             metrics={k: metrics[k] for k in ("val", "test")},
+            selection=selection_record(metrics, str(cfg.optimized_metric), out_dir),
         )
         log.info("Exported model to %s", path)
+        if cfg.get("keep_best_export", True):
+            keep_best(path, Path(cfg.paths.model_save_dir) / f"{cfg.model_name}.pth")
     log.info("Outputs in %s", out_dir)
     return metrics
 

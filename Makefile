@@ -20,9 +20,11 @@ PORT ?= 5092
 NPROC ?= 2
 SEED ?= 1
 OUT ?= outputs/acl18/adv_lstm_two_stage/seed$(SEED)
+CKPT ?= result/synthetic/model_saved/lstm.pth
+DATE ?= latest
 
 .DEFAULT_GOAL := help
-.PHONY: help install train train-ddp paper-adv-alstm gpu-check test test-fast leaderboard sweep sweep-parallel report dashboard clean clean-cache bench bench-quick
+.PHONY: help install train predict train-ddp paper-adv-alstm gpu-check test test-fast leaderboard sweep sweep-parallel report dashboard clean clean-cache bench bench-quick
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -37,6 +39,9 @@ install: $(INSTALLED) ## Create .venv and install LightQuant with its dependenci
 
 train: $(INSTALLED) ## Train the default model (LSTM) on the built-in synthetic market; extra overrides in ARGS="..."
 	$(BIN)/python train.py $(ARGS)
+
+predict: $(INSTALLED) ## Ranked signals for the session after DATE (default: the data's last day) from CKPT (an export or run dir)
+	$(BIN)/python predict.py ckpt=$(CKPT) date=$(DATE) $(ARGS)
 
 train-ddp: $(INSTALLED) ## DDP over NPROC processes on this machine (torchrun; GPUs, or CPU with gloo); overrides in ARGS
 	$(BIN)/torchrun --standalone --nproc_per_node=$(NPROC) train.py trainer=ddp $(ARGS)

@@ -6,6 +6,7 @@ A thin Hydra entry; the work happens in ``lightquant.evaluation.evaluate.evaluat
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from lightquant.config_check import validate_tool_config
 from lightquant.entry import one_line_errors
 from lightquant.evaluation.evaluate import evaluate_export
 
@@ -13,6 +14,7 @@ from lightquant.evaluation.evaluate import evaluate_export
 @hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
     with one_line_errors():  # a bad ckpt, split or dataset: one line, exit 2
+        validate_tool_config(cfg)
         _evaluate(cfg)
 
 

@@ -34,6 +34,7 @@ CASES = {  # family: (script, overrides, words the message must contain)
     "launch": ("train.py", ["trainer.device=cuda"], ["trainer.device=cuda", "not available"]),
     "checkpoint": ("train.py", ["trainer.init_from=/nonexistent/run"], ["trainer.init_from=/nonexistent/run"]),
     "export": ("evaluate.py", ["ckpt=/nonexistent/model.pth"], ["/nonexistent/model.pth"]),
+    "tool choice": ("predict.py", ["ckpt=/nonexistent/model.pth", "device=gpu"], ["device='gpu'", "cuda"]),
 }
 
 

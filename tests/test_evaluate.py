@@ -16,7 +16,7 @@ from hydra.core.global_hydra import GlobalHydra
 
 from lightquant.evaluation import leaderboard
 from lightquant.evaluation.cli import main as cli_main
-from lightquant.evaluation.evaluate import dataset_config, evaluate_export, renormalize
+from lightquant.evaluation.evaluate import dataset_config, evaluate_export, model_and_config, model_data
 from lightquant.evaluation.report import leaderboard_row
 from lightquant.run import build_data, train
 
@@ -86,26 +86,30 @@ def test_evaluate_val_split_without_backtest(trained, tmp_path):
 
 
 def test_evaluate_on_an_incompatible_dataset_is_a_clear_error(trained, tmp_path):
-    with pytest.raises(ValueError, match=r"trained on features .* evaluate with dataset.features=\[open,high"):
+    with pytest.raises(ValueError, match=r"trained on features .* use dataset.features=\[open,high"):
         evaluate_export(trained["ckpt"], "test", tmp_path, dataset={"features": ["close", "volume"]}, device="cpu")
     with pytest.raises(ValueError, match="look_back_window=7 .* dataset.look_back_window=7"):
         evaluate_export(trained["ckpt"], "test", tmp_path, dataset={"look_back_window": 5}, device="cpu")
 
 
-def test_evaluate_on_another_compatible_dataset_uses_the_models_normalisation(trained, tmp_path, caplog):
-    """Another synthetic market (other seed): evaluated with the statistics the model was trained with."""
-    with caplog.at_level("INFO", logger="lightquant.evaluation.evaluate"):
-        res = evaluate_export(trained["ckpt"], "test", tmp_path, dataset={"source": {"seed": 99}}, device="cpu")
-    assert "with the statistics synthetic was trained with" in caplog.text
+def test_evaluate_on_another_compatible_dataset_uses_the_models_normalisation(trained, tmp_path):
+    """Another synthetic market (other seed): its inputs are normalised with the statistics the model was
+    trained with, the market context included, not with its own."""
+    res = evaluate_export(trained["ckpt"], "test", tmp_path, dataset={"source": {"seed": 99}}, device="cpu")
     assert res["dataset"] == "synthetic" and res["test"]["n"] > 0 and "backtest" not in res  # backtest=None
 
-    data = build_data(trained["cfg"])
-    same = renormalize(data, data.norm_mean, data.norm_std)
-    torch.testing.assert_close(same.features, data.features)
-    mean, std = data.norm_mean + 1.0, data.norm_std * 2.0
-    moved = renormalize(data, mean, std)
-    raw = data.features * data.norm_std + data.norm_mean
-    torch.testing.assert_close(moved.features * std + mean, raw, rtol=1e-5, atol=1e-5)
+    own = build_data(trained["cfg"])
+    _, payload, cfg = model_and_config(trained["ckpt"], {"source": {"seed": 99}})
+    other = model_data(payload, cfg)
+    torch.testing.assert_close(other.norm_mean, payload["data"]["norm_mean"])
+    torch.testing.assert_close(other.norm_std, own.norm_std)
+    fresh = build_data(cfg)  # the same market normalised with its own statistics
+    assert not torch.allclose(fresh.norm_mean, other.norm_mean)
+    ok = other.row_ready  # rows a window may end on hold finite features (the others are zero-filled)
+    raw = fresh.features[ok] * fresh.norm_std + fresh.norm_mean
+    torch.testing.assert_close(other.features[ok] * other.norm_std + other.norm_mean, raw, rtol=1e-4, atol=1e-4)
+    first = other.row_day == 30  # the market context is the mean of the normalised features that day
+    torch.testing.assert_close(other.market[30], other.features[first].mean(0), rtol=1e-5, atol=1e-5)
 
 
 def test_dataset_config_replaces_or_merges():

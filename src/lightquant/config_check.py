@@ -13,6 +13,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from lightquant.data.market import SPLITS
 from lightquant.engine.trainer import PRECISIONS
 from lightquant.errors import ConfigError
 from lightquant.evaluation.backtest import STRATEGIES
@@ -23,8 +24,46 @@ from lightquant.tracking.swanlab_tracker import SWANLAB_MODES
 SAFE_NAME = re.compile(r"^[\w][\w.+-]*$")
 
 
+DEVICES = ("auto", "cpu", "cuda")
+
+
 def _number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v  # NaN != NaN
+
+
+def _choices(cfg: DictConfig, pairs) -> None:
+    for key, choices in pairs:
+        v = OmegaConf.select(cfg, key)
+        if v is not None and str(v) not in choices:
+            raise ConfigError(f"{key}={v!r}; choose one of {list(choices)}")
+
+
+def _integers(cfg: DictConfig, keys, low: int = 1) -> None:
+    for key in keys:
+        v = OmegaConf.select(cfg, key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < low):
+            raise ConfigError(f"{key}={v!r} must be an integer >= {low}")
+
+
+def _backtest(cfg: DictConfig) -> None:
+    _choices(cfg, [("backtest.strategy", STRATEGIES)])
+    _integers(cfg, ["backtest.top_k"])
+    cost = OmegaConf.select(cfg, "backtest.cost_bps")
+    if cost is not None and not (_number(cost) and cost >= 0):
+        raise ConfigError(f"backtest.cost_bps={cost!r} must be a number >= 0")
+
+
+def validate_tool_config(cfg: DictConfig) -> None:
+    """The checks of :func:`validate_config` for ``evaluate.py`` and ``predict.py``: before the model is read."""
+    _choices(cfg, [("split", SPLITS), ("device", DEVICES)])
+    _integers(cfg, ["gpu_id"], low=0)
+    _integers(cfg, ["batch_size"])
+    _integers(cfg, ["top_news"], low=0)
+    _backtest(cfg)
+    if "date" in cfg:
+        from lightquant.evaluation.signals import parse_day
+
+        parse_day(cfg.date)
 
 
 def validate_config(cfg: DictConfig) -> None:
@@ -33,11 +72,8 @@ def validate_config(cfg: DictConfig) -> None:
     def get(key: str):
         return OmegaConf.select(cfg, key)
 
-    for key in ("dataset.look_back_window", "dataset.batch_size", "trainer.epochs", "dataset.max_num_tweets_len",
-                "trainer.eval_batch_size", "model.hidden_size", "trainer.num_threads"):
-        v = get(key)
-        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-            raise ConfigError(f"{key}={v!r} must be an integer >= 1")
+    _integers(cfg, ("dataset.look_back_window", "dataset.batch_size", "trainer.epochs", "dataset.max_num_tweets_len",
+                    "trainer.eval_batch_size", "model.hidden_size", "trainer.num_threads"))
     seed = get("seed")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"seed={seed!r} must be an integer >= 0")
@@ -52,12 +88,9 @@ def validate_config(cfg: DictConfig) -> None:
         v = get(key)
         if v is not None and not (_number(v) and v >= 0):
             raise ConfigError(f"{key}={v!r} must be a number >= 0")
-    for key, choices in (("trainer.loss", LOSSES), ("trainer.precision", PRECISIONS),
-                         ("trainer.early_stopping.mode", ("min", "max")), ("backtest.strategy", STRATEGIES),
-                         ("tracker.mode", SWANLAB_MODES)):
-        v = get(key)
-        if v is not None and str(v) not in choices:
-            raise ConfigError(f"{key}={v!r}; choose one of {list(choices)}")
+    _choices(cfg, [("trainer.loss", LOSSES), ("trainer.precision", PRECISIONS), ("trainer.device", DEVICES),
+                   ("trainer.early_stopping.mode", ("min", "max")), ("tracker.mode", SWANLAB_MODES)])
+    _backtest(cfg)
     monitor = get("trainer.early_stopping.monitor")
     if monitor is not None and monitor != "epoch" and not str(monitor).startswith("val/"):
         raise ConfigError(f"trainer.early_stopping.monitor={monitor!r}: use val/<metric> (val/mcc, val/accuracy, "

@@ -34,6 +34,7 @@ def export_model(
     data_info: dict[str, Any] | None = None,
     metrics: dict[str, Any] | None = None,
     selection: dict[str, Any] | None = None,
+    dataset_spec: dict[str, Any] | None = None,
 ) -> Path:
     path = Path(path)
     payload = {
@@ -44,6 +45,7 @@ def export_model(
         "data": data_info or {},
         "metrics": metrics or {},
         "selection": selection or {},  # the run's optimized_metric and run dir: what keep_best compares
+        "dataset_spec": dataset_spec,  # the dataset config with its interpolations: +dataset.root=... moves its folders
     }
     atomic_save(payload, path)
     return path

@@ -60,13 +60,21 @@ for _name, _fn in {"lq.run_name": run_name, "lq.main_only": main_only, "lq.rank_
         OmegaConf.register_new_resolver(_name, _fn)
 
 
-def build_data(cfg: DictConfig) -> MarketData:
+def build_data(cfg: DictConfig, *, norm_stats: tuple | None = None, text_encoder: dict | None = None,
+               score_day: Any = None) -> MarketData:
     """Load the dataset; with ``use_news`` also encode its texts (encoder fitted on
-    training-period texts only) and attach them."""
+    training-period texts only) and attach them.
+
+    A trained model's data (evaluate.py, predict.py): ``norm_stats`` (mean, std) and
+    ``text_encoder`` (a fitted encoder's state) are the ones it was trained with, used instead of
+    being recomputed; ``score_day`` builds the data as known at that day's close and adds its
+    stocks as the :data:`~lightquant.data.market.SCORE_SPLIT` split (``"latest"``: the data's last day)."""
     d = cfg.dataset
     data = load_market_data(
         instantiate(d.source),
         cache_dir=cfg.paths.cache_dir,
+        until=None if score_day in (None, "latest") else score_day,
+        norm_stats=norm_stats,
         # price-only runs leave the texts on disk, unless the protocol selects samples by their texts
         news=bool(cfg.use_news) or bool(d.get("require_text_days", False)),
         features=list(d.features),
@@ -82,13 +90,19 @@ def build_data(cfg: DictConfig) -> MarketData:
         max_jump=d.get("max_jump", 3.0),
         on_jump=str(d.get("on_jump", "warn")),
     )
-    data.check_splits()
+    if score_day is None:
+        data.check_splits()
+    else:  # scoring needs no validation or test samples, only the model's statistics and encoder
+        data = data.with_scoring(data.dates[-1] if score_day == "latest" else score_day)
     if cfg.use_news:
         if not data.news_text:
             raise ConfigError(f"use_news=true but dataset {d.name} has no news texts; check its news folders")
         encoder = instantiate(cfg.encoder)
-        emb = encode_cached(encoder, data.train_texts(), data.news_text, cfg.paths.cache_dir)
+        if text_encoder:
+            encoder.load_state(text_encoder)
+        emb = encode_cached(encoder, None if text_encoder else data.train_texts(), data.news_text, cfg.paths.cache_dir)
         data = data.with_news(emb, int(d.max_num_tweets_len))
+        data.text_encoder = encoder.state()
     # The model decides the item layout: cross-sectional models (DTML) take date items,
     # multi-horizon models (SCINet) take labels for days t+1 .. t+pred_len.
     if getattr(get_class(cfg.model._target_), "batch_layout", "stock") == "date":
@@ -144,6 +158,8 @@ def _train(cfg: DictConfig, callbacks: Sequence[object], out_dir: Path, is_main:
     device = resolve_device(t.device, t.gpu_id)
     log.info("Environment: %s", describe_environment(device))
 
+    # kept for the export before instantiate() resolves the dataset node in place
+    dataset_spec = OmegaConf.to_container(cfg.dataset, resolve=False)
     data = build_data(cfg)
     log.info("Data %s: %s", cfg.dataset.name, data.summary())
 
@@ -219,9 +235,11 @@ def _train(cfg: DictConfig, callbacks: Sequence[object], out_dir: Path, is_main:
                 "look_back_window": data.look_back_window,
                 "norm_mean": data.norm_mean.cpu(),
                 "norm_std": data.norm_std.cpu(),
+                "text_encoder": data.text_encoder,  # None for price-only models
             },
             metrics={k: metrics[k] for k in ("val", "test")},
             selection=selection_record(metrics, str(cfg.optimized_metric), out_dir),
+            dataset_spec=dataset_spec,
         )
         log.info("Exported model to %s", path)
         if cfg.get("keep_best_export", True):

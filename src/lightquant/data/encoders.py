@@ -7,7 +7,9 @@
 
 Both are fitted (where fitting applies) on training-period texts only, and both are
 wrapped by :func:`encode_cached`, which keeps embeddings on disk keyed by the
-encoder's config and the texts.
+encoder's config and the texts. ``state()`` is what fitting learned, as plain lists and
+tensors: a run exports it with its model, so ``evaluate.py`` and ``predict.py`` embed new
+texts with the training-time encoder (``load_state``) instead of refitting it on other texts.
 """
 
 from __future__ import annotations
@@ -67,9 +69,14 @@ class TfidfSvdEncoder:
         return {"kind": "tfidf-svd-1", "dim": self.dim, "analyzer": self.analyzer, "ngram_range": self.ngram_range,
                 "max_features": self.max_features, "min_df": self.min_df, "seed": self.seed}
 
+    def _vectorizer(self, analyzer: str, **kwargs):
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        return TfidfVectorizer(analyzer=analyzer, ngram_range=self.ngram_range, sublinear_tf=True,
+                               dtype=np.float32, **kwargs)
+
     def fit(self, texts: Sequence[str]) -> "TfidfSvdEncoder":
         from sklearn.decomposition import TruncatedSVD
-        from sklearn.feature_extraction.text import TfidfVectorizer
 
         if len(texts) == 0:
             raise DataError("No training-period texts to fit the text encoder on; check the news folders and dataset.splits")
@@ -77,14 +84,13 @@ class TfidfSvdEncoder:
         if analyzer == "auto":
             sample = texts[: 2000]
             analyzer = "char" if sum(bool(_CJK.search(t)) for t in sample) > len(sample) / 2 else "word"
-        vec = TfidfVectorizer(analyzer=analyzer, ngram_range=self.ngram_range, max_features=self.max_features,
-                              min_df=min(self.min_df, len(texts)), sublinear_tf=True, dtype=np.float32)
+        vec = self._vectorizer(analyzer, max_features=self.max_features, min_df=min(self.min_df, len(texts)))
         tfidf = vec.fit_transform(texts)
         # SVD needs fewer components than features; tiny corpora get what they can and are zero-padded.
         k = max(1, min(self.dim, tfidf.shape[1] - 1, tfidf.shape[0] - 1))
         svd = TruncatedSVD(n_components=k, random_state=self.seed)
         svd.fit(tfidf)
-        self._pipeline = (vec, svd)
+        self._pipeline = (vec, svd.components_.astype(np.float32))  # SVD's transform is X @ components.T
         log.info("Fitted TF-IDF(%s n-grams %s, %d terms) + SVD(%d) on %d texts", analyzer, self.ngram_range,
                  len(vec.vocabulary_), k, len(texts))
         return self
@@ -92,14 +98,34 @@ class TfidfSvdEncoder:
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         if self._pipeline is None:
             raise RuntimeError("TfidfSvdEncoder.encode before fit")
-        vec, svd = self._pipeline
+        vec, components = self._pipeline
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if len(texts):
-            z = svd.transform(vec.transform(texts)).astype(np.float32)
+            z = np.asarray(vec.transform(texts) @ components.T, dtype=np.float32)
             # unit length: LSA similarity is the cosine; keeps the scale independent of text length
             z /= np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-8)
             out[:, : z.shape[1]] = z
         return out
+
+    def state(self) -> dict:
+        """The fitted vocabulary, idf weights and SVD axes (plain types: exports load with weights_only)."""
+        if self._pipeline is None:
+            raise RuntimeError("TfidfSvdEncoder.state before fit")
+        vec, components = self._pipeline
+        vocab = sorted(vec.vocabulary_, key=vec.vocabulary_.get)  # terms in column order
+        return {"kind": "tfidf-svd-1", "analyzer": vec.analyzer, "vocabulary": vocab,
+                "idf": torch.from_numpy(np.asarray(vec.idf_, dtype=np.float64)), "components": torch.from_numpy(components)}
+
+    def load_state(self, state: dict) -> "TfidfSvdEncoder":
+        """Restore a fitted encoder from :meth:`state`; its texts need not be at hand."""
+        if state.get("kind") != "tfidf-svd-1":
+            raise ConfigError(f"the saved text encoder is {state.get('kind')!r}, not the TF-IDF one "
+                              "(encoder=tfidf); keep the training run's encoder")
+        vocab = list(state["vocabulary"])
+        vec = self._vectorizer(state["analyzer"], vocabulary={t: i for i, t in enumerate(vocab)})
+        vec.idf_ = np.asarray(state["idf"], dtype=np.float64)
+        self._pipeline = (vec, np.asarray(state["components"], dtype=np.float32))
+        return self
 
 
 class TransformerEncoder:
@@ -157,6 +183,15 @@ class TransformerEncoder:
             self._load()
         return self  # pretrained: nothing is fitted, so nothing can leak from later texts
 
+    def state(self) -> dict:
+        return {"kind": "transformer-1"}  # pretrained and frozen: its config names it all
+
+    def load_state(self, state: dict) -> "TransformerEncoder":
+        if state.get("kind") != "transformer-1":
+            raise ConfigError(f"the saved text encoder is {state.get('kind')!r}, not a transformer; "
+                              "keep the training run's encoder")
+        return self
+
     @torch.no_grad()
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         if self._model is None:
@@ -175,20 +210,40 @@ class TransformerEncoder:
         return np.concatenate(out) if out else np.zeros((0, self.dim or 0), dtype=np.float32)
 
 
-def encode_cached(encoder, fit_texts: Sequence[str], texts: Sequence[str], cache_dir: str | Path | None) -> np.ndarray:
-    """Fit ``encoder`` on ``fit_texts`` and encode ``texts``; cached on disk by (config, texts)."""
+def _state_digest(state: dict) -> str:
+    h = hashlib.sha256()
+    for k in sorted(state):
+        v = state[k]
+        h.update(k.encode())
+        h.update(v.numpy().tobytes() if isinstance(v, torch.Tensor) else json.dumps(v, default=str).encode())
+    return h.hexdigest()
+
+
+def encode_cached(encoder, fit_texts: Sequence[str] | None, texts: Sequence[str],
+                  cache_dir: str | Path | None) -> np.ndarray:
+    """Fit ``encoder`` on ``fit_texts`` and encode ``texts``; cached on disk by (config, texts).
+
+    ``fit_texts=None``: the encoder is already fitted (``load_state``) and is used as it is.
+    A cache hit restores the fitted state too, so ``encoder.state()`` works either way."""
+    fitted = _state_digest(encoder.state()) if fit_texts is None else _digest(fit_texts)
     key = hashlib.sha256(
-        json.dumps(encoder.config(), sort_keys=True, default=str).encode() + _digest(fit_texts).encode() + _digest(texts).encode()
+        json.dumps(encoder.config(), sort_keys=True, default=str).encode() + fitted.encode() + _digest(texts).encode()
     ).hexdigest()[:24]
     path = Path(cache_dir) / "embeddings" / f"{key}.npy" if cache_dir else None
-    if path is not None and path.exists():
+    state_path = path.with_suffix(".state.pt") if path is not None else None
+    if path is not None and path.exists() and state_path.exists():
         emb = np.load(path, allow_pickle=False)
         if emb.shape[0] == len(texts):
             log.info("Loaded cached text embeddings %s", path)
             if getattr(encoder, "dim", None) is None:
                 encoder.dim = emb.shape[1]
+            if fit_texts is not None:
+                encoder.load_state(torch.load(state_path, weights_only=True))
             return emb
-    emb = encoder.fit(fit_texts).encode(texts).astype(np.float32)
+    if fit_texts is not None:
+        encoder.fit(fit_texts)
+    emb = encoder.encode(texts).astype(np.float32)
     if path is not None:
         atomic_write(path, lambda fh: np.save(fh, emb))
+        atomic_write(state_path, lambda fh: torch.save(encoder.state(), fh))
     return emb

@@ -43,6 +43,8 @@ from lightquant.errors import ConfigError
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
+#: the split :meth:`MarketData.with_scoring` adds: one day's stocks, no labels (predict.py)
+SCORE_SPLIT = "predict"
 
 
 @dataclass
@@ -93,6 +95,9 @@ class MarketData:
     news_day: torch.Tensor | None = None  # (N,) long days since 1970 of news_text; (N+1,) once with_news
     day_number: torch.Tensor | None = None  # (D,) long days since 1970 of ``dates``
     text_lag_days: int | None = None
+    # (R,) bool: the window ending at the row is complete and finite, labelled or not (what scoring needs)
+    row_ready: torch.Tensor | None = None
+    text_encoder: dict | None = None  # the fitted text encoder's state behind news_emb (exported with a model)
     _row_ret: torch.Tensor | None = None  # (R,) next-day return of each row (for horizon labels)
     _offsets: torch.Tensor = field(init=False, repr=False)
 
@@ -133,9 +138,28 @@ class MarketData:
             batch.news = self.news_emb[slots]  # (..., T, K, E)
             batch.news_mask = slots > 0
             if self.text_lag_days is not None:  # only texts dated d-L .. d-1 for target day d
-                target = self.day_number[self.row_day[(end + 1).clamp_max(len(self.row_day) - 1)]]  # (...)
+                nxt = (end + 1).clamp_max(len(self.row_day) - 1)
+                target = torch.where(  # a stock's last day (a scored one) has no next day yet: d = t + 1
+                    (self.row_stock[nxt] == self.row_stock[end]) & (nxt > end),
+                    self.day_number[self.row_day[nxt]], self.day_number[self.row_day[end]] + 1)  # (...)
                 batch.news_mask &= self.news_day[slots] >= (target - self.text_lag_days)[..., None, None]
         return batch
+
+    def with_scoring(self, day: np.datetime64) -> "MarketData":
+        """Add the :data:`SCORE_SPLIT` split: every stock whose window ends on ``day`` (its last row
+        there need not have a label yet, so the final day of the data can be scored)."""
+        day = np.datetime64(day, "D")
+        hit = np.flatnonzero(self.dates == day)
+        if len(hit) == 0:
+            later = "; the data ends before it: refresh the dataset's files" if day > self.dates[-1] else ""
+            raise ConfigError(f"date={day} is not a trading day of the data ({self.dates[0]} .. {self.dates[-1]}){later}")
+        rows = torch.nonzero((self.row_day == int(hit[0])) & self.row_ready).flatten()
+        if len(rows) == 0:
+            raise ConfigError(f"no stock has the {self.look_back_window} complete trading days of history ending on "
+                              f"{day} that the model's look_back_window needs")
+        nan = torch.full(rows.shape, float("nan"), device=self.device)
+        split = Split(end_row=rows, y=torch.zeros(rows.shape, device=self.device), ret=nan)
+        return replace(self, splits={**self.splits, SCORE_SPLIT: split}, bounds={**self.bounds, SCORE_SPLIT: (day, day)})
 
     def with_horizons(self, horizons: int) -> "MarketData":
         """Labels for days t+1 .. t+H per sample (column h-1: movement t+h-1 -> t+h), masked
@@ -398,10 +422,12 @@ def build_market_data(
     require_text_days: bool = False,
     max_jump: float | None = 3.0,
     on_jump: str = "warn",
+    norm_stats: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> MarketData:
     """Turn a panel into :class:`MarketData`. Plain arguments, no config objects.
     ``news_alignment``, ``text_lag_days``, ``require_text_days``: a protocol's text rules (module doc);
-    ``max_jump``, ``on_jump``: one-day moves taken for unadjusted splits (:mod:`lightquant.data.sanity`)."""
+    ``max_jump``, ``on_jump``: one-day moves taken for unadjusted splits (:mod:`lightquant.data.sanity`);
+    ``norm_stats``: (mean, std) to normalise with instead of this data's training rows (a trained model's)."""
     if look_back_window < 1:
         raise ConfigError(f"dataset.look_back_window={look_back_window} must be >= 1")
     if text_lag_days is not None and (isinstance(text_lag_days, bool) or not isinstance(text_lag_days, int)
@@ -435,6 +461,7 @@ def build_market_data(
     usable = start >= 0
     usable[usable] &= rows.stock[start[usable]] == rows.stock[usable]
     usable[usable] &= (cbad[r[usable] + 1] - cbad[start[usable]]) == 0
+    ready = usable.copy()  # a window to score; a sample needs a usable label too
     usable &= np.isfinite(ret)
 
     up = ret >= up_threshold
@@ -469,7 +496,11 @@ def build_market_data(
 
     # Normalisation statistics from training-period rows only (days up to train_end).
     train_rows = panel.dates[rows.day] <= bounds["train"][1]
-    if normalize:
+    if norm_stats is not None:
+        mean, std = (np.asarray(v, dtype=np.float64) for v in norm_stats)
+        if mean.shape != (x.shape[1],) or std.shape != (x.shape[1],):
+            raise ConfigError(f"normalisation statistics for {len(mean)} features, but dataset.features has {x.shape[1]}")
+    elif normalize:
         mean = np.nanmean(x[train_rows], axis=0)
         std = np.nanstd(x[train_rows], axis=0)
         std[~(std > 1e-12)] = 1.0  # a constant feature stays centred instead of dividing by 0
@@ -501,6 +532,7 @@ def build_market_data(
         news_day=torch.from_numpy(news_day) if lagged else None,
         day_number=torch.from_numpy(day_num) if lagged else None,
         text_lag_days=text_lag_days,
+        row_ready=torch.from_numpy(ready),
     )
 
 
@@ -513,7 +545,10 @@ def _market_features(x: np.ndarray, bad: np.ndarray, day: np.ndarray, n_days: in
     return (sums / np.maximum(count, 1.0)[:, None]).astype(np.float32)
 
 
-def load_market_data(source, cache_dir: str | None = None, news: bool = True, **kwargs) -> MarketData:
+def load_market_data(source, cache_dir: str | None = None, news: bool = True, until: np.datetime64 | None = None,
+                     **kwargs) -> MarketData:
     """Load ``source`` (through the cache) and build :class:`MarketData`; kwargs as in build_market_data.
-    ``news=False``: prices only, the texts are neither decoded nor indexed."""
-    return build_market_data(cached_panel(source, cache_dir, news=news), **kwargs)
+    ``news=False``: prices only, the texts are neither decoded nor indexed. ``until``: drop every price
+    and text dated after that day first, so nothing later can reach it (scoring a day as of its close)."""
+    panel = cached_panel(source, cache_dir, news=news)
+    return build_market_data(panel.until(until) if until is not None else panel, **kwargs)

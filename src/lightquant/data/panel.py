@@ -50,6 +50,15 @@ class Panel:
         """The same prices with no texts (what a price-only run needs)."""
         return Panel(stocks=self.stocks, dates=self.dates, prices=self.prices)
 
+    def until(self, day: np.datetime64) -> "Panel":
+        """The panel as known at ``day``'s close: no trading day and no text dated after it."""
+        day = np.datetime64(day, "D")
+        k = int(np.searchsorted(self.dates, day, side="right"))
+        keep = self.news_date.astype("datetime64[D]") <= day
+        return Panel(stocks=self.stocks, dates=self.dates[:k], prices={f: v[:, :k] for f, v in self.prices.items()},
+                     news_stock=self.news_stock[keep], news_date=self.news_date[keep],
+                     news_text=[t for t, k_ in zip(self.news_text, keep.tolist()) if k_])
+
     @property
     def traded(self) -> np.ndarray:
         """(S, D) bool: the stock has a price bar that day."""

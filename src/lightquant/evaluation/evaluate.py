@@ -3,8 +3,9 @@
 The ``.pth`` carries its full training config, so the dataset it was trained on is rebuilt
 from the file alone (same source, features, window, splits, label rule; the data cache makes
 this cheap). Another compatible dataset may be given instead: its features and window must
-match the model's, and its inputs are normalised with the statistics the model was trained
-with (stored in the file), not with its own.
+match the model's. Either way the inputs are normalised with the statistics the model was
+trained with and texts are embedded by the encoder it was trained with (both stored in the
+file), never refitted on the data at hand.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -33,42 +33,72 @@ log = logging.getLogger(__name__)
 _COMPLETE = ("name", "source", "features")  # keys only a whole dataset config has
 
 
-def dataset_config(trained: Mapping[str, Any], override: Mapping[str, Any] | None) -> dict[str, Any]:
+def dataset_config(trained: Mapping[str, Any], override: Mapping[str, Any] | None,
+                   spec: Mapping[str, Any] | None = None, paths: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The dataset config to evaluate on.
 
     No override: the one the model was trained on. A complete dataset config (it has
     name, source and features, as ``dataset=csmd300`` composes) replaces it; a partial one
-    (``+dataset.root=/data/CSMD50``) is merged onto it.
+    (``+dataset.root=/data/CSMD50``) is merged onto it. ``spec``: the training dataset config before
+    its interpolations were resolved (exports keep it), so that a new ``root`` also moves the
+    folders derived from it (``price_dirs: ["${dataset.root}/price"]``); resolved against ``paths``.
     """
     if not override:
         return dict(trained)
     if all(k in override for k in _COMPLETE):
         return dict(override)
+    if spec is not None:
+        merged = OmegaConf.merge(OmegaConf.create(dict(spec)), OmegaConf.create(dict(override)))
+        tree = OmegaConf.create({"paths": dict(paths or {}), "dataset": merged})
+        return OmegaConf.to_container(tree, resolve=True)["dataset"]
     return OmegaConf.to_container(OmegaConf.merge(OmegaConf.create(dict(trained)), OmegaConf.create(dict(override))))
 
 
-def check_compatible(data: MarketData, data_info: Mapping[str, Any], model_config: Mapping[str, Any],
-                     dataset_name: str) -> None:
-    """Raise when ``data`` cannot feed the exported model, saying which key to set."""
-    want = list(data_info.get("feature_names", []))
-    if want and list(data.feature_names) != want:
-        raise ConfigError(f"the model was trained on features {want} but dataset {dataset_name} gives "
-                         f"{list(data.feature_names)}; evaluate with dataset.features=[{','.join(want)}]")
+def check_compatible(dataset: Mapping[str, Any], data_info: Mapping[str, Any]) -> None:
+    """Raise, before any data is read, when ``dataset`` cannot feed the exported model, saying which key to set."""
+    want, have = list(data_info.get("feature_names", [])), list(dataset.get("features", []))
+    if want and have != want:
+        raise ConfigError(f"the model was trained on features {want} but dataset {dataset.get('name')} gives "
+                         f"{have}; use dataset.features=[{','.join(want)}]")
     window = data_info.get("look_back_window")
-    if window is not None and int(window) != data.look_back_window:
-        raise ConfigError(f"the model was trained on look_back_window={window} but dataset {dataset_name} has "
-                         f"{data.look_back_window}; evaluate with dataset.look_back_window={window}")
-    news = int(model_config.get("news_size", 0) or 0)
+    if window is not None and int(window) != int(dataset.get("look_back_window", window)):
+        raise ConfigError(f"the model was trained on look_back_window={window} but dataset {dataset.get('name')} has "
+                         f"{dataset.get('look_back_window')}; use dataset.look_back_window={window}")
+
+
+def model_and_config(ckpt: str | Path, dataset: Mapping[str, Any] | None = None,
+                     cache_dir: str | None = None) -> tuple[torch.nn.Module, dict[str, Any], Any]:
+    """The exported model, its payload and the config to build its data with (checked against the model).
+
+    ``dataset``: see :func:`dataset_config`."""
+    model, payload = load_model(ckpt)
+    train_cfg = payload.get("train_config") or {}
+    if "dataset" not in train_cfg:
+        raise CheckpointError(f"{ckpt} holds no training config (train_config.dataset); re-export it with train.py")
+    cfg = OmegaConf.create(train_cfg)
+    cfg.dataset = dataset_config(train_cfg["dataset"], dataset, payload.get("dataset_spec"), train_cfg.get("paths"))
+    if cache_dir:
+        cfg.paths.cache_dir = str(cache_dir)
+    check_compatible(cfg.dataset, payload.get("data", {}))
+    return model, payload, cfg
+
+
+def model_data(payload: Mapping[str, Any], cfg: Any, score_day: Any = None) -> MarketData:
+    """The data of :func:`model_and_config`'s ``cfg``, normalised and text-encoded as the model was trained;
+    ``score_day``: as in :func:`lightquant.run.build_data`."""
+    from lightquant.run import build_data  # the run module owns data building from a config
+
+    info = payload.get("data", {})
+    if cfg.use_news and not info.get("text_encoder"):  # exported before encoder states were kept
+        log.warning("The export holds no text-encoder state: the encoder is refitted on %s's training texts, which "
+                    "matches training only when they are the same texts", cfg.dataset.name)
+    stats = (info["norm_mean"].numpy(), info["norm_std"].numpy()) if "norm_mean" in info else None
+    data = build_data(cfg, norm_stats=stats, text_encoder=info.get("text_encoder"), score_day=score_day)
+    news = int(payload["model_config"].get("news_size", 0) or 0)
     if news != data.news_size:
         raise ConfigError(f"the model reads {news}-dim news embeddings but the data gives {data.news_size}; "
                          "the training config's use_news/encoder must be kept")
-
-
-def renormalize(data: MarketData, mean: torch.Tensor, std: torch.Tensor) -> MarketData:
-    """Re-express ``data``'s features with the given normalisation statistics (the model's)."""
-    mean, std = mean.to(data.features), std.to(data.features)
-    raw = data.features * data.norm_std.to(data.features) + data.norm_mean.to(data.features)
-    return replace(data, features=(raw - mean) / std, norm_mean=mean, norm_std=std)
+    return data
 
 
 def _log_loss(y: np.ndarray, prob: np.ndarray) -> float:
@@ -95,31 +125,12 @@ def evaluate_export(
     ``dataset``: see :func:`dataset_config`. ``cache_dir``: the data cache (default: the training run's).
     Returns ``{"model", "dataset", "split", "ckpt", <split>: metrics, "backtest"?: ...}``.
     """
-    from lightquant.run import build_data  # the run module owns data building from a config
-
     if split not in SPLITS:
         raise ConfigError(f"split={split!r}; use one of {list(SPLITS)}")
-    model, payload = load_model(ckpt)
-    train_cfg = payload.get("train_config") or {}
-    if "dataset" not in train_cfg:
-        raise CheckpointError(f"{ckpt} holds no training config (train_config.dataset); re-export it with train.py")
-    cfg = OmegaConf.create(train_cfg)
-    cfg.dataset = dataset_config(train_cfg["dataset"], dataset)
-    if cache_dir:
-        cfg.paths.cache_dir = str(cache_dir)
+    model, payload, cfg = model_and_config(ckpt, dataset, cache_dir)
+    data = model_data(payload, cfg)
+    train_cfg = payload["train_config"]
     name, trained_on = cfg.dataset.name, train_cfg["dataset"]["name"]
-    if dataset and cfg.use_news and "Tfidf" in str(cfg.encoder.get("_target_", "")):
-        log.warning("The TF-IDF encoder is refitted on %s's training texts: its embedding axes differ from the "
-                     "ones %s was trained with unless the dataset's texts are the same", name, trained_on)
-
-    data = build_data(cfg)
-    info = payload.get("data", {})
-    check_compatible(data, info, payload["model_config"], name)
-    if "norm_mean" in info and not (torch.allclose(data.norm_mean, info["norm_mean"])
-                                    and torch.allclose(data.norm_std, info["norm_std"])):
-        log.info("Normalising %s with the statistics %s was trained with", name, trained_on)
-        data = renormalize(data, info["norm_mean"], info["norm_std"])
-
     dev = resolve_device(device, gpu_id)
     model, data = model.to(dev), data.to(dev)
     pred = predict_frame(model, data, split, batch_size=batch_size, top_news=top_news)

@@ -50,9 +50,13 @@ def predict_frame(
         extra = {f"prob_up_t+{h + 1}": prob[:, h].numpy() for h in range(1, data.horizons)}
         y, ret, prob = y[:, 0], ret[:, 0], prob[:, 0]
     prob = prob.numpy()
+    row_day, row_stock = data.row_day.cpu().numpy(), data.row_stock.cpu().numpy()
+    end_np = end.numpy()
+    nxt = np.minimum(end_np + 1, len(row_day) - 1)
+    has_next = (nxt > end_np) & (row_stock[nxt] == row_stock[end_np])  # a stock's last day: not known yet
     frame = pd.DataFrame({
-        "date": data.dates[data.row_day[end].cpu().numpy()],
-        "target_date": data.dates[data.row_day[end + 1].cpu().numpy()] if len(end) else [],
+        "date": data.dates[row_day[end_np]],
+        "target_date": np.where(has_next, data.dates[row_day[nxt]], np.datetime64("NaT")),
         "stock": [data.stocks[i] for i in data.row_stock[end].cpu().tolist()],
         "prob_up": prob,
         "pred_up": (prob >= 0.5).astype(int),

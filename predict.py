@@ -1,0 +1,32 @@
+"""Tomorrow's ranked signals: ``python predict.py ckpt=<run dir | .pth> [date=YYYY-MM-DD]``.
+
+A thin Hydra entry; the work happens in ``lightquant.evaluation.signals.predict_signals``.
+"""
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from lightquant.config_check import validate_tool_config
+from lightquant.entry import one_line_errors
+from lightquant.evaluation.signals import predict_signals
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="predict")
+def main(cfg: DictConfig) -> None:
+    with one_line_errors():  # a bad ckpt, date or dataset: one line, exit 2
+        validate_tool_config(cfg)
+        predict_signals(
+            cfg.ckpt,
+            cfg.date,
+            cfg.output_dir,
+            dataset=OmegaConf.to_container(cfg.dataset, resolve=True) if cfg.get("dataset") else None,
+            cache_dir=cfg.paths.cache_dir,
+            device=cfg.device,
+            gpu_id=int(cfg.gpu_id),
+            batch_size=int(cfg.batch_size),
+            top_news=int(cfg.top_news),
+        )
+
+
+if __name__ == "__main__":
+    main()

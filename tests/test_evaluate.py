@@ -36,7 +36,9 @@ def trained(tmp_path_factory):
 def test_training_backtests_the_test_split_and_appends_a_leaderboard_row(trained):
     run, m = trained["run"], trained["metrics"]
     bt = m["backtest"]
-    assert bt["settings"]["strategy"] == "long_short" and bt["settings"]["top_k"] == 2
+    assert bt["settings"]["strategy"] == "long_only" and bt["settings"]["top_k"] == 2
+    assert bt["settings"]["limit_pct"] == 0.10 and bt["settings"]["stamp_duty_bps"] == 5.0  # the market's rules
+    assert "planted" in bt["caution"] and bt["annual_return"] is None  # synthetic; a test period under a year
     assert {"annual_return", "sharpe", "max_drawdown", "calmar", "information_ratio", "hit_rate", "turnover",
             "n_days", "benchmark"} <= set(bt)
     assert bt["n_days"] == pd.read_csv(run / "predictions_test.csv")["date"].nunique()
@@ -62,7 +64,7 @@ def test_evaluate_from_the_exported_file_alone_reproduces_test_metrics(trained, 
     ckpt.parent.mkdir()
     shutil.copy(trained["ckpt"], ckpt)
     res = evaluate_export(ckpt, "test", tmp_path / "eval", cache_dir=str(tmp_path / "fresh_cache"), device="cpu",
-                          backtest={"enabled": True, "strategy": "long_short", "top_k": 2, "cost_bps": 10.0})
+                          backtest={"enabled": True, "strategy": "long_only", "top_k": 2, "cost_bps": 10.0})
     want = trained["metrics"]
     assert res["test"]["accuracy"] == pytest.approx(want["test"]["accuracy"], abs=1e-12)
     assert res["test"]["mcc"] == pytest.approx(want["test"]["mcc"], abs=1e-12)
@@ -136,12 +138,12 @@ def test_evaluate_config_composes():
 def test_evaluate_cli(trained, tmp_path):
     out = tmp_path / "cli"
     cmd = [sys.executable, "evaluate.py", f"ckpt={trained['ckpt']}", "split=val", "device=cpu",
-           f"hydra.run.dir={out}", f"paths.cache_dir={trained['run'].parent / 'cache'}", "backtest.strategy=top_k"]
+           f"hydra.run.dir={out}", f"paths.cache_dir={trained['run'].parent / 'cache'}", "backtest.strategy=long_short"]
     proc = subprocess.run(cmd, check=False, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     saved = json.loads((out / "metrics_val.json").read_text())
     assert saved["val"]["accuracy"] == pytest.approx(trained["metrics"]["val"]["accuracy"])
-    assert saved["backtest"]["settings"]["strategy"] == "top_k"
+    assert saved["backtest"]["settings"]["strategy"] == "long_short"
     assert (out / "equity_val.png").is_file() and "accuracy" in (out / "evaluate.log").read_text()
 
 
@@ -151,7 +153,7 @@ def test_news_model_predictions_carry_news_and_backtest_can_be_off(cfg_factory, 
     assert "backtest" not in metrics and not (tmp_path / "run" / "backtest_test.json").exists()
     assert not list((tmp_path / "result").glob("*/leaderboard.csv"))
     res = evaluate_export(tmp_path / "result" / "synthetic" / "model_saved" / "han.pth", "test", tmp_path / "eval",
-                          device="cpu", backtest={"enabled": True, "strategy": "top_k", "top_k": 3, "cost_bps": 0})
+                          device="cpu", backtest={"enabled": True, "strategy": "long_only", "top_k": 3, "cost_bps": 0})
     assert res["test"]["accuracy"] == pytest.approx(metrics["test"]["accuracy"], abs=1e-12)
     pred = pd.read_csv(tmp_path / "eval" / "predictions_test.csv")
     assert {"news_1", "news_date_1", "news_weight_1"} <= set(pred.columns)
@@ -220,13 +222,13 @@ def test_concurrent_appends_lose_no_rows(tmp_path):
 def test_leaderboard_row_and_cli(tmp_path, capsys):
     metrics = {"val": {"accuracy": 0.5, "mcc": 0.1}, "test": {"accuracy": 0.6, "mcc": 0.2, "n": 10},
                "backtest": {"sharpe": 1.5, "annual_return": 0.2, "benchmark": {"sharpe": 0.5},
-                            "settings": {"strategy": "top_k", "top_k": 3, "cost_bps": 5.0, "periods_per_year": 252}}}
+                            "settings": {"strategy": "long_only", "top_k": 3, "cost_bps": 5.0, "periods_per_year": 252}}}
     row = leaderboard_row(model="alstm", dataset="synthetic", use_news=True, seed=2, metrics=metrics, output_dir="o",
                           commit="abc", overrides=["seed=2", "model.hidden_size=8", "paths.cache_dir=/x",
                                                    "hydra.run.dir=/y", "+trainer.lr=0.1", "model=alstm",
                                                    "tracker=disabled"])
     assert row["overrides"] == "+trainer.lr=0.1 model.hidden_size=8"
-    assert (row["bt_strategy"], row["bt_top_k"], row["bt_sharpe"], row["bench_sharpe"]) == ("top_k", 3, 1.5, 0.5)
+    assert (row["bt_strategy"], row["bt_top_k"], row["bt_sharpe"], row["bench_sharpe"]) == ("long_only", 3, 1.5, 0.5)
     assert row["test_mcc"] == 0.2 and row["val_f1"] is None and row["use_news"] is True
 
     assert cli_main(["leaderboard", "--result-dir", str(tmp_path)]) == 1  # nothing yet: says so

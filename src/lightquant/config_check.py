@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from pathlib import Path
 
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
@@ -16,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from lightquant.data.market import SPLITS
 from lightquant.engine.trainer import PRECISIONS
 from lightquant.errors import ConfigError
-from lightquant.evaluation.backtest import STRATEGIES
+from lightquant.evaluation.backtest import STRATEGIES, MarketRules
 from lightquant.losses import LOSSES
 from lightquant.tracking.swanlab_tracker import SWANLAB_MODES
 
@@ -47,10 +48,17 @@ def _integers(cfg: DictConfig, keys, low: int = 1) -> None:
 
 def _backtest(cfg: DictConfig) -> None:
     _choices(cfg, [("backtest.strategy", STRATEGIES)])
-    _integers(cfg, ["backtest.top_k"])
+    _integers(cfg, ["backtest.top_k", "backtest.hold_days"])
     cost = OmegaConf.select(cfg, "backtest.cost_bps")
     if cost is not None and not (_number(cost) and cost >= 0):
         raise ConfigError(f"backtest.cost_bps={cost!r} must be a number >= 0")
+    bench = OmegaConf.select(cfg, "backtest.benchmark")
+    if bench not in (None, "equal_weight") and not Path(str(bench)).is_file():
+        raise ConfigError(f"backtest.benchmark={bench!r}: no such index file; give a CSV with Date and Close "
+                               "columns, or equal_weight")
+    market = OmegaConf.select(cfg, "dataset.market")
+    if market is not None:
+        MarketRules.from_config(OmegaConf.to_container(market, resolve=True))
 
 
 def validate_tool_config(cfg: DictConfig) -> None:

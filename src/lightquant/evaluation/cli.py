@@ -1,7 +1,7 @@
 """Command line for finished runs (``make leaderboard`` calls the first form).
 
     python -m lightquant.evaluation.cli leaderboard [--dataset csmd50] [--by model use_news] [--runs]
-    python -m lightquant.evaluation.cli backtest outputs/.../predictions_test.csv [--strategy top_k] [--cost-bps 5]
+    python -m lightquant.evaluation.cli backtest outputs/.../predictions_test.csv [--strategy long_short] [--cost-bps 5]
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from pathlib import Path
 import pandas as pd
 
 from lightquant.evaluation import leaderboard
-from lightquant.evaluation.backtest import STRATEGIES, backtest, save_backtest
+from lightquant.evaluation.backtest import STRATEGIES, MarketRules, backtest, index_returns, save_backtest
 
-SHOWN = ("val_mcc", "test_accuracy", "test_mcc", "bt_annual_return", "bt_sharpe", "bt_max_drawdown",
+SHOWN = ("val_mcc", "test_accuracy", "test_mcc", "bt_total_return", "bt_sharpe", "bt_max_drawdown",
          "bt_information_ratio", "bench_sharpe")
 
 
@@ -68,16 +68,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     lb.add_argument("--format", choices=("rich", "markdown"), default="rich" if sys.stdout.isatty() else "markdown")
     bt = sub.add_parser("backtest", help="backtest a predictions CSV")
     bt.add_argument("predictions", type=Path)
-    bt.add_argument("--strategy", choices=STRATEGIES, default="long_short")
+    bt.add_argument("--strategy", choices=STRATEGIES, default="long_only")
     bt.add_argument("--top-k", type=int, default=5)
-    bt.add_argument("--cost-bps", type=float, default=10.0)
+    bt.add_argument("--cost-bps", type=float, default=10.0, help="commission and slippage per unit traded")
+    bt.add_argument("--hold-days", type=int, default=1, help="a buy may be sold this many days later (1 = T+1)")
+    bt.add_argument("--limit-pct", type=float, default=None, help="daily price limit, e.g. 0.10 (A-share main board)")
+    bt.add_argument("--stamp-duty-bps", type=float, default=0.0, help="charged on sells only (China: 5)")
+    bt.add_argument("--benchmark", type=Path, help="index CSV (Date, Close); default: the equal-weight universe")
     bt.add_argument("--out", type=Path, help="folder for backtest_<split>.json and the PNG (default: beside the CSV)")
     args = parser.parse_args(argv)
 
     if args.command == "leaderboard":
         return show_leaderboards(args.result_dir, args.dataset, args.by, args.metrics, args.runs, args.format)
     split = args.predictions.stem.removeprefix("predictions_")
-    result = backtest(pd.read_csv(args.predictions), strategy=args.strategy, top_k=args.top_k, cost_bps=args.cost_bps)
+    rules = MarketRules(limit_pct=args.limit_pct, stamp_duty_bps=args.stamp_duty_bps)
+    result = backtest(pd.read_csv(args.predictions), strategy=args.strategy, top_k=args.top_k, cost_bps=args.cost_bps,
+                      hold_days=args.hold_days, rules=rules,
+                      benchmark=index_returns(args.benchmark) if args.benchmark else None)
     paths = save_backtest(result, args.out or args.predictions.parent, split)
     print(json.dumps(result.metrics, indent=2))
     print(f"wrote {', '.join(str(p) for p in paths.values())}", file=sys.stderr)

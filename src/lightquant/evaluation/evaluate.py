@@ -25,7 +25,7 @@ from lightquant.engine import resolve_device
 from lightquant.errors import CheckpointError, ConfigError
 from lightquant.evaluation.metrics import classification_metrics
 from lightquant.evaluation.predictions import predict_frame
-from lightquant.evaluation.report import backtest_predictions
+from lightquant.evaluation.report import backtest_predictions, caution_for
 from lightquant.export import load_model
 
 log = logging.getLogger(__name__)
@@ -144,7 +144,8 @@ def evaluate_export(
     result: dict[str, Any] = {"model": model_name, "dataset": name, "trained_on": trained_on, "split": split,
                               "ckpt": str(ckpt), split: split_metrics}
     if len(pred):
-        bt = backtest_predictions(pred, out, split, backtest, title=f"{model_name} on {name}, {split} split")
+        bt = backtest_predictions(pred, out, split, backtest, title=f"{model_name} on {name}, {split} split",
+                                  market=cfg.dataset.get("market"), caution=caution_for(cfg.dataset))
         if bt is not None:
             result["backtest"] = bt
     (out / f"metrics_{split}.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))

@@ -31,13 +31,13 @@ except ImportError:  # pragma: no cover
 KEY_METRICS = (
     "val_accuracy", "val_mcc", "val_rank_ic", "test_accuracy", "test_majority_accuracy", "test_mcc", "test_f1",
     "test_auc", "test_ic", "test_rank_ic", "test_rank_ic_ir",
-    "bt_annual_return", "bt_sharpe", "bt_max_drawdown", "bt_calmar", "bt_information_ratio",
-    "bench_annual_return", "bench_sharpe",
+    "bt_total_return", "bt_annual_return", "bt_sharpe", "bt_max_drawdown", "bt_calmar", "bt_information_ratio",
+    "bench_total_return", "bench_annual_return", "bench_sharpe",
 )
 # Shown in the markdown run table (the CSV keeps everything).
 MD_COLUMNS = (
     "time", "model", "use_news", "seed", "overrides", "val_mcc", "test_accuracy", "test_majority_accuracy", "test_mcc",
-    "bt_annual_return", "bt_sharpe", "bt_max_drawdown", "bench_sharpe", "git_commit",
+    "bt_total_return", "bt_sharpe", "bt_max_drawdown", "bench_total_return", "bench_sharpe", "git_commit",
 )
 DEFAULT_BY = ("model", "use_news", "overrides")
 TEXT_COLUMNS = ("overrides", "git_commit", "output_dir")

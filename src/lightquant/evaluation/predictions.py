@@ -19,7 +19,7 @@ def predict_frame(
     model: torch.nn.Module, data: MarketData, split: str, batch_size: int = 1024, top_news: int = 3
 ) -> pd.DataFrame:
     """One row per stock-day of ``split``: date (day t), target_date (t+1), stock, prob_up,
-    pred_up, label, return; ``prob_up_t+h`` for every horizon of a multi-horizon model; and
+    pred_up, label, return (t -> t+1), day_return (t-1 -> t); ``prob_up_t+h`` for every horizon of a multi-horizon model; and
     ``news_i``/``news_date_i``/``news_weight_i`` (i = 1..top_news, the day a text is attached
     to) where the model explains."""
     model.eval()
@@ -54,6 +54,10 @@ def predict_frame(
     end_np = end.numpy()
     nxt = np.minimum(end_np + 1, len(row_day) - 1)
     has_next = (nxt > end_np) & (row_stock[nxt] == row_stock[end_np])  # a stock's last day: not known yet
+    prv = np.maximum(end_np - 1, 0)
+    has_prev = (end_np > 0) & (row_stock[prv] == row_stock[end_np])
+    # the move into t's close (previous row's next-day return): a backtest's price-limit rule reads it
+    day_return = np.where(has_prev, data._row_ret.cpu().numpy()[prv], np.nan) if data._row_ret is not None else np.nan
     frame = pd.DataFrame({
         "date": data.dates[row_day[end_np]],
         "target_date": np.where(has_next, data.dates[row_day[nxt]], np.datetime64("NaT")),
@@ -62,6 +66,7 @@ def predict_frame(
         "pred_up": (prob >= 0.5).astype(int),
         "label": y.numpy().astype(int),
         "return": ret.numpy(),
+        "day_return": day_return,
         **extra,
     })
     if tops:

@@ -17,7 +17,7 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from lightquant.evaluation import leaderboard
-from lightquant.evaluation.backtest import backtest, save_backtest
+from lightquant.evaluation.backtest import MarketRules, backtest, index_returns, save_backtest
 
 log = logging.getLogger(__name__)
 
@@ -28,24 +28,48 @@ _NOT_A_SETTING = ("seed", "model", "dataset", "use_news", "paths.", "hydra.", "t
                   "trainer.device", "trainer.gpu_id", "save_predictions", "export", "leaderboard")
 
 
-def backtest_predictions(pred: pd.DataFrame, out_dir: str | Path, split: str,
-                         settings: Mapping[str, Any] | None, title: str = "") -> dict[str, Any] | None:
-    """Backtest ``pred`` per ``settings`` (``enabled``, ``strategy``, ``top_k``, ``cost_bps``), write
+#: said beside every backtest of the synthetic market, whose returns carry a signal planted on purpose
+SYNTHETIC_CAUTION = ("synthetic market: its returns follow a signal planted in its prices and news, so these "
+                     "figures measure how much of that signal the model found, not a strategy's merit")
+
+
+def caution_for(dataset: Mapping[str, Any] | None) -> str | None:
+    """The caution a dataset's backtest carries (the synthetic market's), or None."""
+    target = str(((dataset or {}).get("source") or {}).get("_target_", ""))
+    return SYNTHETIC_CAUTION if target.endswith("SyntheticSource") else None
+
+
+def backtest_predictions(pred: pd.DataFrame, out_dir: str | Path, split: str, settings: Mapping[str, Any] | None,
+                         title: str = "", market: Mapping[str, Any] | None = None,
+                         caution: str | None = None) -> dict[str, Any] | None:
+    """Backtest ``pred`` per ``settings`` (conf/backtest: ``enabled``, ``strategy``, ``top_k``, ``cost_bps``,
+    ``hold_days``, ``benchmark``) under the dataset's ``market`` rules (price limits, stamp duty); write
     ``backtest_<split>.json`` / ``_daily.csv`` / ``equity_<split>.png`` to ``out_dir``; None when disabled."""
     if not settings or not settings.get("enabled", True):
         return None
-    result = backtest(pred, strategy=str(settings.get("strategy", "long_short")),
-                      top_k=int(settings.get("top_k", 5)), cost_bps=float(settings.get("cost_bps", 10.0)))
+    bench = settings.get("benchmark") or "equal_weight"
+    result = backtest(pred, strategy=str(settings.get("strategy", "long_only")), top_k=int(settings.get("top_k", 5)),
+                      cost_bps=float(settings.get("cost_bps", 10.0)), hold_days=int(settings.get("hold_days", 1)),
+                      rules=MarketRules.from_config(market),
+                      benchmark=None if bench == "equal_weight" else index_returns(bench))
+    if caution:
+        result.metrics["caution"] = caution
     paths = save_backtest(result, out_dir, split, title)
     m, b = result.metrics, result.metrics["benchmark"]
     if m["n_days"]:
-        log.info(
-            "Backtest %s (%s, k=%d, %g bps, %d days): annual return %.2f%% | Sharpe %.2f | max drawdown %.2f%% | "
-            "IR %.2f | benchmark: annual return %.2f%%, Sharpe %.2f -> %s",
-            split, m["settings"]["strategy"], m["settings"]["top_k"], m["settings"]["cost_bps"], m["n_days"],
-            100 * m["annual_return"], m["sharpe"], 100 * m["max_drawdown"], m["information_ratio"],
-            100 * b["annual_return"], b["sharpe"], paths["equity"],
-        )
+        def period(x: dict) -> str:  # the total return below a year, the annual one from a year on
+            if x["annual_return"] is None:
+                return f"total return {100 * x['total_return']:.2f}% over {x['n_days']} days (not annualised)"
+            return f"annual return {100 * x['annual_return']:.2f}%"
+
+        st = m["settings"]
+        log.info("Backtest %s (%s, k=%d, hold >= %d day(s), %g bps + %g bps stamp duty on sells, limit %s): %s | "
+                 "Sharpe %.2f | max drawdown %.2f%% | IR %.2f | benchmark (%s): %s, Sharpe %.2f -> %s",
+                 split, st["strategy"], st["top_k"], st["hold_days"], st["cost_bps"], st["stamp_duty_bps"],
+                 st["limit_pct"], period(m), m["sharpe"], 100 * m["max_drawdown"], m["information_ratio"],
+                 b["name"], period(b), b["sharpe"], paths["equity"])
+        if caution:
+            log.warning("Backtest: %s", caution)
     return m
 
 
@@ -80,10 +104,10 @@ def leaderboard_row(*, model: str, dataset: str, use_news: bool, seed: int, over
     bt = metrics.get("backtest")
     if bt:
         row.update({f"bt_{k}": v for k, v in bt["settings"].items() if k != "periods_per_year"})
-        for k in ("annual_return", "annual_vol", "sharpe", "max_drawdown", "calmar", "information_ratio",
-                  "hit_rate", "turnover", "n_days"):
+        for k in ("total_return", "annual_return", "annual_vol", "sharpe", "max_drawdown", "calmar",
+                  "information_ratio", "hit_rate", "turnover", "n_days"):
             row[f"bt_{k}"] = bt.get(k)
-        for k in ("annual_return", "sharpe", "max_drawdown"):
+        for k in ("total_return", "annual_return", "sharpe", "max_drawdown"):
             row[f"bench_{k}"] = bt["benchmark"].get(k)
     row.update({"git_commit": commit, "output_dir": str(output_dir)})
     return row
@@ -93,7 +117,8 @@ def finish_run(cfg: DictConfig, metrics: dict[str, Any], pred: pd.DataFrame, out
     """Backtest the test predictions (``cfg.backtest``) into ``metrics["backtest"]`` and append the
     run to ``cfg.leaderboard`` (a CSV path; null to skip). Returns ``metrics``."""
     bt = backtest_predictions(pred, out_dir, "test", cfg.get("backtest"),
-                              title=f"{cfg.model_name} on {cfg.dataset.name}, test split")
+                              title=f"{cfg.model_name} on {cfg.dataset.name}, test split",
+                              market=cfg.dataset.get("market"), caution=caution_for(cfg.dataset))
     if bt is not None:
         metrics["backtest"] = bt
     if cfg.get("leaderboard"):

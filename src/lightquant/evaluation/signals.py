@@ -32,7 +32,7 @@ from lightquant.evaluation.predictions import predict_frame
 
 log = logging.getLogger(__name__)
 
-_OUTCOME = ("target_date", "pred_up", "label", "return")  # unknown on the scored day
+_OUTCOME = ("target_date", "pred_up", "label", "return", "day_return")  # unknown on the scored day, or not a signal
 
 
 def parse_day(value: Any) -> np.datetime64 | None:

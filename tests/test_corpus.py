@@ -94,6 +94,10 @@ CONFIG_CASES = {  # override: words of the ConfigError
     "backtest.benchmark=/no/index.csv": ["backtest.benchmark='/no/index.csv'", "equal_weight"],
     "dataset.market.limit_pct=10": ["dataset.market.limit_pct=10", "fraction"],
     "trainer.device=gpu": ["trainer.device='gpu'", "cuda"],
+    "+dataset.news_alignment=before": ["dataset.news_alignment='before'", "previous"],
+    "dataset.on_jump=fix": ["dataset.on_jump='fix'", "adjust"],
+    "dataset.label.price=vwap": ["dataset.label.price='vwap'", "adj_close"],
+    "use_news=true encoder.analyzer=chars": ["encoder.analyzer='chars'", "word"],
     "tracker.mode=online2": ["tracker.mode='online2'", "offline"],
     "trainer.weight_decay=-1": ["trainer.weight_decay=-1", ">= 0"],
     "trainer.penalty.weight=-1": ["trainer.penalty.weight=-1", ">= 0"],
@@ -105,7 +109,7 @@ CONFIG_CASES = {  # override: words of the ConfigError
 @pytest.mark.parametrize("override", list(CONFIG_CASES))
 def test_bad_config(override, cfg_factory):
     with pytest.raises(ConfigError) as e:
-        validate_config(cfg_factory([override]))
+        validate_config(cfg_factory(override.split()))
     assert all(w in str(e.value) for w in CONFIG_CASES[override]), str(e.value)
 
 

@@ -137,7 +137,8 @@ def test_report_cli(seed_sweep, tmp_path, capsys):
 @pytest.mark.slow
 def test_optuna_sweep_writes_results_report_and_plots_and_resumes_from_sqlite(tmp_path):
     db = tmp_path / "optuna.db"
-    storage = [f"hydra.sweeper.storage=sqlite:///{db}", "hydra.sweeper.study_name=test"]  # absolute: 4 slashes
+    storage = [f"hydra.sweeper.storage=sqlite:///{db}", "hydra.sweeper.study_name=test",  # absolute: 4 slashes
+               "optimized_metric=val/rank_ic"]  # what quants rank signals by
     first = tmp_path / "sweep1"
     proc = sweep(tmp_path, first, "hydra.sweeper.n_trials=3", *storage)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -146,7 +147,8 @@ def test_optuna_sweep_writes_results_report_and_plots_and_resumes_from_sqlite(tm
     assert set(result["best_params"]) == set(SEARCHED)
     board = pd.read_csv(first / "leaderboard.csv")
     assert len(board) == 3 and set(board["status"]) == {"ok"} and set(SEARCHED) <= set(board.columns)
-    assert board.loc[0, "val/mcc"] == pytest.approx(result["best_value"])  # report and Optuna agree
+    assert board.loc[0, "val/rank_ic"] == pytest.approx(result["best_value"])  # report and Optuna agree
+    assert board["val/rank_ic"].is_monotonic_decreasing
     assert board["dataset.look_back_window"].between(3, 20).all() and board["trainer.lr"].between(1e-5, 1e-3).all()
     assert yaml.safe_load((first / "best.yaml").read_text())["command"].startswith("python train.py trainer.lr=")
     for png in ("optimization_history.png", "parameters.png", "0/curves.png", "2/curves.png"):

@@ -14,7 +14,8 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from lightquant.data.market import SPLITS
+from lightquant.data.market import NEWS_ALIGNMENTS, SPLITS
+from lightquant.data.sanity import ON_JUMP
 from lightquant.engine.trainer import PRECISIONS
 from lightquant.errors import ConfigError
 from lightquant.evaluation.backtest import STRATEGIES, MarketRules
@@ -97,7 +98,9 @@ def validate_config(cfg: DictConfig) -> None:
         if v is not None and not (_number(v) and v >= 0):
             raise ConfigError(f"{key}={v!r} must be a number >= 0")
     _choices(cfg, [("trainer.loss", LOSSES), ("trainer.precision", PRECISIONS), ("trainer.device", DEVICES),
-                   ("trainer.early_stopping.mode", ("min", "max")), ("tracker.mode", SWANLAB_MODES)])
+                   ("trainer.early_stopping.mode", ("min", "max")), ("tracker.mode", SWANLAB_MODES),
+                   ("dataset.news_alignment", NEWS_ALIGNMENTS), ("dataset.on_jump", ON_JUMP),
+                   ("dataset.label.price", ("open", "high", "low", "close", "adj_close"))])
     _backtest(cfg)
     monitor = get("trainer.early_stopping.monitor")
     if monitor is not None and monitor != "epoch" and not str(monitor).startswith("val/"):
@@ -131,6 +134,11 @@ def validate_config(cfg: DictConfig) -> None:
         raise ConfigError(f"use_news=true but dataset {cfg.dataset.name} has no news folders: set dataset.news_dirs=[...]")
     if cfg.use_news and "tweet_dir" in cfg.dataset.source and get("dataset.source.tweet_dir") is None:
         raise ConfigError(f"use_news=true but dataset {cfg.dataset.name} has no tweets: set dataset.source.tweet_dir")
+    if cfg.use_news and cfg.get("encoder") is not None:  # constructors check their values; nothing is loaded
+        try:
+            instantiate(cfg.encoder)
+        except InstantiationException as e:
+            raise ConfigError(f"encoder: {e.__cause__ or e}") from e
     # Build the model once: its constructor checks every argument against the others.
     extra = {"num_stocks": 1} if "num_stocks" in cfg.model and get("model.num_stocks") is None else {}
     with warnings.catch_warnings():

@@ -8,13 +8,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from lightquant.config_check import validate_tool_config
 from lightquant.entry import one_line_errors
-from lightquant.evaluation.signals import predict_signals
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="predict")
 def main(cfg: DictConfig) -> None:
     with one_line_errors():  # a bad ckpt, date or dataset: one line, exit 2
-        validate_tool_config(cfg)
+        validate_tool_config(cfg)  # before torch is imported: a typo fails in seconds
+        from lightquant.evaluation.signals import predict_signals
+
         predict_signals(
             cfg.ckpt,
             cfg.date,

@@ -15,7 +15,7 @@ from lightquant.data import load_market_data
 from lightquant.data.synthetic import SyntheticSource
 from lightquant.engine import EarlyStopping, Trainer, place_data, process_group, seed_everything
 from lightquant.engine.device import gpu_stats, gpu_status, to_device
-from lightquant.engine.distributed import main_only, rank_suffix, run_name
+from lightquant.launch import main_only, rank_suffix, run_name
 from lightquant.models import LSTM, AdvLSTM
 from lightquant.run import train
 

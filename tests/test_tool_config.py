@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -9,7 +12,7 @@ from hydra.core.global_hydra import GlobalHydra
 from lightquant.config_check import validate_tool_config
 from lightquant.errors import ConfigError
 
-from .conftest import CONF
+from .conftest import CONF, ROOT
 
 CASES = [  # (tool, override, words of the message)
     ("evaluate", "split=valid", ["split='valid'", "'train', 'val', 'test'"]),
@@ -40,3 +43,17 @@ def test_a_typo_is_refused_with_the_valid_values(tool, override, words):
 @pytest.mark.parametrize("tool", ["evaluate", "predict"])
 def test_the_defaults_pass(tool):
     validate_tool_config(compose_tool(tool))
+
+
+def test_the_enumerations_are_the_ones_the_code_acts_on():
+    from lightquant import choices, losses
+    from lightquant.engine import trainer
+
+    assert tuple(trainer.PRECISIONS) == choices.PRECISIONS and tuple(losses.LOSSES) == choices.LOSSES
+
+
+def test_the_config_checks_run_before_torch_or_pandas_is_imported():
+    """The entry points check the config first: a typo fails in the seconds Hydra takes, not after torch loads."""
+    code = ("import sys; import lightquant.config_check, lightquant.launch, lightquant.entry; "
+            "heavy = {'torch', 'pandas', 'sklearn', 'scipy'} & set(sys.modules); assert not heavy, heavy")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)

@@ -1,8 +1,10 @@
 """Checks of a composed config that run before any data is read.
 
 A typo in a size or rate should cost a second, not the minutes of data loading and
-training before the first use of the value. Model arguments are checked by building the
-model once from its config (its constructor validates every argument)."""
+training before the first use of the value. This module imports nothing heavy: the entry
+points call it before importing torch, so enumerated values (lightquant.choices) and numbers
+fail in about two seconds; then the market rules are checked (pandas) and the model is built
+once from its config (torch; its constructor validates every argument)."""
 
 from __future__ import annotations
 
@@ -10,23 +12,27 @@ import re
 import warnings
 from pathlib import Path
 
+import numpy as np
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from lightquant.data.market import NEWS_ALIGNMENTS, SPLITS
-from lightquant.data.sanity import ON_JUMP
-from lightquant.engine.trainer import PRECISIONS
+from lightquant.choices import (
+    DEVICES,
+    EARLY_STOPPING_MODES,
+    LABEL_PRICES,
+    LOSSES,
+    NEWS_ALIGNMENTS,
+    ON_JUMP,
+    PRECISIONS,
+    SPLITS,
+    STRATEGIES,
+    SWANLAB_MODES,
+)
 from lightquant.errors import ConfigError
-from lightquant.evaluation.backtest import STRATEGIES, MarketRules
-from lightquant.losses import LOSSES
-from lightquant.tracking.swanlab_tracker import SWANLAB_MODES
 
 #: a name that becomes a folder or file name (dataset.name, model_name): no separators, no ".."
 SAFE_NAME = re.compile(r"^[\w][\w.+-]*$")
-
-
-DEVICES = ("auto", "cpu", "cuda")
 
 
 def _number(v) -> bool:
@@ -57,9 +63,6 @@ def _backtest(cfg: DictConfig) -> None:
     if bench not in (None, "equal_weight") and not Path(str(bench)).is_file():
         raise ConfigError(f"backtest.benchmark={bench!r}: no such index file; give a CSV with Date and Close "
                                "columns, or equal_weight")
-    market = OmegaConf.select(cfg, "dataset.market")
-    if market is not None:
-        MarketRules.from_config(OmegaConf.to_container(market, resolve=True))
 
 
 def validate_tool_config(cfg: DictConfig) -> None:
@@ -70,9 +73,25 @@ def validate_tool_config(cfg: DictConfig) -> None:
     _integers(cfg, ["top_news"], low=0)
     _backtest(cfg)
     if "date" in cfg:
-        from lightquant.evaluation.signals import parse_day
-
         parse_day(cfg.date)
+
+
+def parse_day(value) -> np.datetime64 | None:
+    """``date=`` as a day (``None``/``"latest"``: the data's last day)."""
+    if value is None or str(value).lower() == "latest":
+        return None
+    try:
+        return np.datetime64(str(value), "D")
+    except ValueError as e:
+        raise ConfigError(f"date={value!r} is not a day: use YYYY-MM-DD, or latest (the data's last day)") from e
+
+
+def _market(cfg: DictConfig) -> None:
+    market = OmegaConf.select(cfg, "dataset.market")
+    if market is not None:
+        from lightquant.evaluation.backtest import MarketRules  # pandas: after the quick checks
+
+        MarketRules.from_config(OmegaConf.to_container(market, resolve=True))
 
 
 def validate_config(cfg: DictConfig) -> None:
@@ -98,9 +117,9 @@ def validate_config(cfg: DictConfig) -> None:
         if v is not None and not (_number(v) and v >= 0):
             raise ConfigError(f"{key}={v!r} must be a number >= 0")
     _choices(cfg, [("trainer.loss", LOSSES), ("trainer.precision", PRECISIONS), ("trainer.device", DEVICES),
-                   ("trainer.early_stopping.mode", ("min", "max")), ("tracker.mode", SWANLAB_MODES),
+                   ("trainer.early_stopping.mode", EARLY_STOPPING_MODES), ("tracker.mode", SWANLAB_MODES),
                    ("dataset.news_alignment", NEWS_ALIGNMENTS), ("dataset.on_jump", ON_JUMP),
-                   ("dataset.label.price", ("open", "high", "low", "close", "adj_close"))])
+                   ("dataset.label.price", LABEL_PRICES)])
     _backtest(cfg)
     monitor = get("trainer.early_stopping.monitor")
     if monitor is not None and monitor != "epoch" and not str(monitor).startswith("val/"):
@@ -134,6 +153,7 @@ def validate_config(cfg: DictConfig) -> None:
         raise ConfigError(f"use_news=true but dataset {cfg.dataset.name} has no news folders: set dataset.news_dirs=[...]")
     if cfg.use_news and "tweet_dir" in cfg.dataset.source and get("dataset.source.tweet_dir") is None:
         raise ConfigError(f"use_news=true but dataset {cfg.dataset.name} has no tweets: set dataset.source.tweet_dir")
+    _market(cfg)
     if cfg.use_news and cfg.get("encoder") is not None:  # constructors check their values; nothing is loaded
         try:
             instantiate(cfg.encoder)

@@ -10,7 +10,6 @@ import contextlib
 import json
 import logging
 import math
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -33,31 +32,18 @@ from lightquant.engine import (
     seed_everything,
 )
 from lightquant.engine.checkpoint import apply_weights, load_weights
-from lightquant.engine.distributed import main_only, rank_suffix, run_name
 from lightquant.errors import ConfigError
 from lightquant.evaluation.predictions import predict_frame
 from lightquant.evaluation.report import finish_run
 from lightquant.export import export_model, keep_best, selection_record
+from lightquant.launch import register_resolvers
 from lightquant.rundir import lock_run_dir
 from lightquant.sweeps.runs import EXPLODED_LOSS
 from lightquant.tracking import CurvesPlot
 
 log = logging.getLogger(__name__)
 
-# Model configs derive sizes from the data config instead of repeating them:
-# `${lq.len:${dataset.features}}` -> input_size; `${lq.news_size:${use_news},${encoder.dim}}`
-# -> the news embedding size a price model fuses (0 without news).
-if not OmegaConf.has_resolver("lq.len"):
-    OmegaConf.register_new_resolver("lq.len", lambda xs: len(xs))
-if not OmegaConf.has_resolver("lq.news_size"):
-    OmegaConf.register_new_resolver("lq.news_size", lambda use_news, dim: int(dim) if use_news else 0)
-# Under torchrun every rank composes the config (conf/hydra/default.yaml): one run dir named by
-# torchrun's run id, .hydra/ from rank 0 only, and rank r > 0 logging to train.rank<r>.log.
-# lq.pid: default run dirs of processes started in the same second differ (<time>_<pid>).
-for _name, _fn in {"lq.run_name": run_name, "lq.main_only": main_only, "lq.rank_suffix": rank_suffix,
-                   "lq.pid": os.getpid}.items():
-    if not OmegaConf.has_resolver(_name):
-        OmegaConf.register_new_resolver(_name, _fn)
+register_resolvers()  # the same resolvers the entry points register (a notebook composes configs too)
 
 
 def build_data(cfg: DictConfig, *, norm_stats: tuple | None = None, text_encoder: dict | None = None,

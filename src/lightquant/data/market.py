@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from lightquant.batch import Batch
+from lightquant.choices import NEWS_ALIGNMENTS, SPLITS
 from lightquant.data.cache import cached_panel
 from lightquant.data.features import Rows, compute_features, next_day_return
 from lightquant.data.panel import Panel
@@ -42,7 +43,6 @@ from lightquant.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "val", "test")
 #: the split :meth:`MarketData.with_scoring` adds: one day's stocks, no labels (predict.py)
 SCORE_SPLIT = "predict"
 
@@ -340,9 +340,6 @@ def _split_bounds(splits: dict, dates: np.ndarray) -> dict[str, tuple[np.datetim
         )
     one = np.timedelta64(1, "D")
     return {"train": (train_start, train_end), "val": (train_end + one, val_end), "test": (val_end + one, test_end)}
-
-
-NEWS_ALIGNMENTS = ("next", "previous")
 
 
 def _attach_news(panel: Panel, rows: Rows, alignment: str = "next") -> tuple[np.ndarray, list[str], np.ndarray]:

@@ -17,12 +17,12 @@ from dataclasses import replace
 
 import numpy as np
 
+from lightquant.choices import ON_JUMP
 from lightquant.data.panel import Panel
 from lightquant.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
-ON_JUMP = ("warn", "error", "adjust")
 
 
 def find_jumps(panel: Panel, max_jump: float) -> list[tuple[int, int, float]]:

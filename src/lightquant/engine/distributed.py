@@ -16,18 +16,10 @@ from contextlib import contextmanager
 import torch
 import torch.distributed as dist
 
-from lightquant.errors import ConfigError, LaunchError
+from lightquant.errors import LaunchError
+from lightquant.launch import env_rank, launched_by_torchrun
 
 LAUNCH = "torchrun --standalone --nproc_per_node=N train.py trainer=ddp [overrides]"
-
-
-def launched_by_torchrun() -> bool:
-    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
-
-
-def env_rank() -> int:
-    """Global rank from the launcher's environment (0 without one); valid before the process group exists."""
-    return int(os.environ.get("RANK", "0"))
 
 
 def is_main_process() -> bool:
@@ -76,30 +68,3 @@ def _quiet_console() -> None:
     for handler in logging.getLogger().handlers:
         if type(handler) is logging.StreamHandler:  # not FileHandler, a subclass
             handler.setLevel(logging.WARNING)
-
-
-# ---- Hydra run-dir naming under torchrun (registered as resolvers by lightquant.run) ----
-def run_name(default: str) -> str:
-    """The run dir's name: ``default`` (a time stamp) for one process. Under torchrun every rank
-    resolves the config itself and their ``${now:}`` stamps can straddle a second, so the name is
-    the launcher's run id, the same in every rank (random with --standalone, --rdzv_id otherwise)."""
-    if not launched_by_torchrun():
-        return default
-    run_id = os.environ.get("TORCHELASTIC_RUN_ID", "none")
-    if run_id == "none":  # a static multi-node launch without --rdzv_id
-        raise ConfigError(
-            "torchrun gave no run id for the shared run dir: pass --rdzv_id=<unique name> to torchrun "
-            "(the same on every node), or set hydra.run.dir=<dir> on every node"
-        )
-    return run_id
-
-
-def main_only(value: str) -> str | None:
-    """``value`` on rank 0, None on other ranks (e.g. Hydra's output_subdir: one .hydra/ per run)."""
-    return value if env_rank() == 0 else None
-
-
-def rank_suffix() -> str:
-    """'' on rank 0, '.rank<r>' on rank r > 0: each rank's own log file in the shared run dir."""
-    r = env_rank()
-    return "" if r == 0 else f".rank{r}"

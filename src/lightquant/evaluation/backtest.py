@@ -51,11 +51,11 @@ import numpy as np
 import pandas as pd
 
 from lightquant.atomic import atomic_write_text
+from lightquant.choices import STRATEGIES
 from lightquant.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
-STRATEGIES = ("long_only", "long_short")
 PERIODS_PER_YEAR = 252
 REQUIRED = ("date", "stock", "prob_up", "return")
 _ZERO = 1e-12  # a standard deviation below this is "constant returns"

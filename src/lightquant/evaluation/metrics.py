@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.stats import binomtest
 from sklearn.metrics import confusion_matrix, f1_score, matthews_corrcoef, roc_auc_score
 
 
@@ -24,6 +23,8 @@ def classification_metrics(y_true: np.ndarray, prob_up: np.ndarray, threshold: f
     pred = (np.asarray(prob_up) >= threshold).astype(int)
     if len(y) == 0:
         return {"n": 0}
+    from scipy.stats import binomtest  # scipy.stats takes a second to import: only when a split is scored
+
     correct = int((y == pred).sum())
     majority = max(float(y.mean()), 1.0 - float(y.mean()))
     return {

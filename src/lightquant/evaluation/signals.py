@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from lightquant.atomic import atomic_write_text
+from lightquant.config_check import parse_day
 from lightquant.data.market import SCORE_SPLIT
 from lightquant.engine import resolve_device
 from lightquant.errors import ConfigError
@@ -33,16 +34,6 @@ from lightquant.evaluation.predictions import predict_frame
 log = logging.getLogger(__name__)
 
 _OUTCOME = ("target_date", "pred_up", "label", "return", "day_return")  # unknown on the scored day, or not a signal
-
-
-def parse_day(value: Any) -> np.datetime64 | None:
-    """``date=`` as a day (``None``/``"latest"``: the data's last day)."""
-    if value is None or str(value).lower() == "latest":
-        return None
-    try:
-        return np.datetime64(str(value), "D")
-    except ValueError as e:
-        raise ConfigError(f"date={value!r} is not a day: use YYYY-MM-DD, or latest (the data's last day)") from e
 
 
 def rank_signals(frame: pd.DataFrame) -> pd.DataFrame:

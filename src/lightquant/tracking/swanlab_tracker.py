@@ -20,13 +20,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from lightquant.choices import SWANLAB_MODES
 from lightquant.errors import ConfigError, LaunchError
 
 log = logging.getLogger(__name__)
 
 API_KEY_ENV = "SWANLAB_API_KEY"
 #: tracker.mode -> SwanLab's own mode name ("online" accepted too: SwanLab's name, e.g. from SWANLAB_MODE)
-SWANLAB_MODES = {"local": "local", "offline": "offline", "cloud": "online", "online": "online", "disabled": "disabled"}
 
 
 class Tracker:

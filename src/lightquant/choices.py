@@ -1,0 +1,18 @@
+"""Every enumerated config value, in one module that imports nothing heavy.
+
+The entry points check a config against these before torch, pandas or any data is loaded, so
+a typo costs the two seconds of composing the config; the modules that act on a value import
+its list from here, so the check and the code cannot disagree.
+"""
+
+SPLITS = ("train", "val", "test")
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("32", "bf16", "16")  # trainer.precision: fp32, bf16 autocast, fp16 autocast with loss scaling
+LOSSES = ("bce", "hinge")
+STRATEGIES = ("long_only", "long_short")  # backtest.strategy
+NEWS_ALIGNMENTS = ("next", "previous")  # dataset.news_alignment
+ON_JUMP = ("warn", "error", "adjust")  # dataset.on_jump
+LABEL_PRICES = ("open", "high", "low", "close", "adj_close")  # dataset.label.price
+EARLY_STOPPING_MODES = ("min", "max")
+#: tracker.mode -> SwanLab's own mode name
+SWANLAB_MODES = {"local": "local", "offline": "offline", "cloud": "online", "online": "online", "disabled": "disabled"}

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from lightquant.config_check import validate_config
-from lightquant.errors import ConfigError, DataError
+from lightquant.errors import ConfigError, DataError, MissingPathError
 from lightquant.run import build_data
 
 from .test_bad_input import bars
@@ -102,6 +102,8 @@ CONFIG_CASES = {  # override: words of the ConfigError
     "trainer.weight_decay=-1": ["trainer.weight_decay=-1", ">= 0"],
     "trainer.penalty.weight=-1": ["trainer.penalty.weight=-1", ">= 0"],
     "optimized_metric=mcc": ["optimized_metric='mcc'", "val/mcc"],
+    "optimized_metric=val/mmc": ["optimized_metric='val/mmc'", "'rank_ic'", "'auc'"],
+    "trainer.early_stopping.monitor=val/auc": ["monitor='val/auc'", "'rank_ic_ir'"],
     "dataset.label.down_threshold=0.1": ["down_threshold=0.1", "up_threshold"],
 }
 
@@ -142,3 +144,19 @@ def test_well_formed_news_with_quoted_newlines_loads(tmp_path):
     (news / "2020-01-02.csv").write_text(NEWS_HEADER + 'A,1,2020-01-02,"two\nlines, one text"\nA,1,2020-01-02,plain\n')
     panel = CSMDSource([str(tmp_path / "price")], [str(tmp_path / "news")]).load()
     assert panel.news_text == ["two\nlines, one text", "plain"]
+
+
+def test_looping_links_are_named(cfg_factory, tmp_path):
+    """A price file or a data folder that is a looping symbolic link: the path named, not a raw OSError."""
+    write(tmp_path / "prices", good())
+    loop = tmp_path / "prices" / "DDD.csv"
+    loop.symlink_to(loop)
+    cfg = cfg_factory(["dataset=csv", f"dataset.root={tmp_path}", f"dataset.price_dirs=[{tmp_path / 'prices'}]"],
+                      tiny=False)
+    with pytest.raises(DataError, match="DDD.csv: cannot be read .*looping symbolic link"):
+        build_data(cfg)
+    folder = tmp_path / "loop"
+    folder.symlink_to(folder)
+    cfg = cfg_factory(["dataset=csv", f"dataset.root={tmp_path}", f"dataset.price_dirs=[{folder}]"], tiny=False)
+    with pytest.raises(MissingPathError, match="loop is a broken or looping symbolic link"):
+        build_data(cfg)

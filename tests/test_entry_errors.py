@@ -62,3 +62,14 @@ def test_bad_data_names_the_file_in_one_line(bad_csv_folder, tmp_path):
 def test_debug_switch_shows_the_traceback(tmp_path):
     proc = run("train.py", "trainer.lr=-1", tmp_path=tmp_path, env={"LIGHTQUANT_DEBUG": "1"})
     assert proc.returncode != 0 and "Traceback" in proc.stderr and "trainer.lr=-1" in proc.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", ["train.py", "predict.py"])
+def test_an_unwritable_output_folder_is_one_line(script, tmp_path):
+    (tmp_path / "afile").write_text("")  # a file where the run dir's parent should be (root can write anywhere else)
+    args = ["ckpt=/nonexistent/model.pth"] if script == "predict.py" else ["tracker=disabled"]
+    proc = subprocess.run([sys.executable, script, *args, f"hydra.run.dir={tmp_path / 'afile' / 'run'}"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert "cannot write the output folder" in proc.stderr and "hydra.run.dir=<folder>" in proc.stderr

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from scipy.stats import pearsonr, spearmanr
 
+from lightquant.choices import FINAL_METRICS
 from lightquant.evaluation.metrics import auc_and_confusion, ranking_metrics
 from lightquant.run import optimized_metric, train
 
@@ -38,6 +39,7 @@ def test_runs_report_and_select_on_rank_ic(cfg_factory):
     m = train(cfg_factory(["trainer.early_stopping.monitor=val/rank_ic", "optimized_metric=val/rank_ic"]))
     for split in ("val", "test"):
         assert {"ic", "ic_std", "ic_ir", "rank_ic", "rank_ic_std", "rank_ic_ir", "auc", "confusion"} <= set(m[split])
+        assert set(FINAL_METRICS) <= set(m[split])  # every name the config check accepts is reported
         assert sum(map(sum, m[split]["confusion"])) == m[split]["n"]
     assert m["monitor"] == "val/rank_ic"
     assert optimized_metric(m, "val/rank_ic") == m["val"]["rank_ic"]

@@ -14,5 +14,10 @@ NEWS_ALIGNMENTS = ("next", "previous")  # dataset.news_alignment
 ON_JUMP = ("warn", "error", "adjust")  # dataset.on_jump
 LABEL_PRICES = ("open", "high", "low", "close", "adj_close")  # dataset.label.price
 EARLY_STOPPING_MODES = ("min", "max")
+#: what every evaluation reports per split: trainer.early_stopping.monitor may name any (val/<metric>)
+EPOCH_METRICS = ("loss", "accuracy", "mcc", "f1", "up_share", "pred_up_share", "majority_accuracy", "p_vs_majority",
+                 "ic", "ic_std", "ic_ir", "rank_ic", "rank_ic_std", "rank_ic_ir")
+#: ... and the final evaluation adds: optimized_metric may name any (<split>/<metric>)
+FINAL_METRICS = (*EPOCH_METRICS, "auc")
 #: tracker.mode -> SwanLab's own mode name
 SWANLAB_MODES = {"local": "local", "offline": "offline", "cloud": "online", "online": "online", "disabled": "disabled"}

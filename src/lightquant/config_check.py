@@ -20,6 +20,8 @@ from omegaconf import DictConfig, OmegaConf
 from lightquant.choices import (
     DEVICES,
     EARLY_STOPPING_MODES,
+    EPOCH_METRICS,
+    FINAL_METRICS,
     LABEL_PRICES,
     LOSSES,
     NEWS_ALIGNMENTS,
@@ -122,12 +124,15 @@ def validate_config(cfg: DictConfig) -> None:
                    ("dataset.label.price", LABEL_PRICES)])
     _backtest(cfg)
     monitor = get("trainer.early_stopping.monitor")
-    if monitor is not None and monitor != "epoch" and not str(monitor).startswith("val/"):
-        raise ConfigError(f"trainer.early_stopping.monitor={monitor!r}: use val/<metric> (val/mcc, val/accuracy, "
-                          "val/loss, ...) or epoch (keep the last epoch)")
+    split, _, key = str(monitor).partition("/")
+    if monitor is not None and monitor != "epoch" and (split != "val" or key not in EPOCH_METRICS):
+        raise ConfigError(f"trainer.early_stopping.monitor={monitor!r}: use val/<metric> with <metric> one of "
+                          f"{list(EPOCH_METRICS)}, or epoch (keep the last epoch)")
     metric = cfg.get("optimized_metric")
-    if metric is not None and str(metric).partition("/")[0] not in ("val", "test"):
-        raise ConfigError(f"optimized_metric={metric!r}: use <split>/<metric>, e.g. val/mcc")
+    split, _, key = str(metric).partition("/")
+    if metric is not None and (split not in ("val", "test") or key not in FINAL_METRICS):
+        raise ConfigError(f"optimized_metric={metric!r}: use <split>/<metric>, e.g. val/mcc, with <split> val or "
+                          f"test and <metric> one of {list(FINAL_METRICS)}")
     lo, hi = get("dataset.label.down_threshold"), get("dataset.label.up_threshold")
     if _number(lo) and _number(hi) and lo > hi:
         raise ConfigError(f"dataset.label.down_threshold={lo} > up_threshold={hi}: returns in [down, up) are "

@@ -4,15 +4,23 @@ mix its config, checkpoints or metrics with the first run's.
 The lock is an ``flock`` on ``<run dir>/.lock`` held for the whole run; the kernel releases it
 when the process ends, however it ends, so a killed run never leaves a stale lock (``trainer.resume``
 or ``hydra.run.dir=<old dir>`` into it works right away).
+
+Before the run starts, :class:`WritableOutputDir` (a Hydra callback) checks the folder can be written.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from lightquant.entry import EXIT_USER_ERROR
 from lightquant.errors import ConfigError
 
 try:  # POSIX; elsewhere runs are not locked
@@ -44,3 +52,28 @@ def lock_run_dir(run_dir: str | Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+class WritableOutputDir(Callback):
+    """Hydra callback (conf/hydra/default.yaml, evaluate.yaml, predict.yaml): before Hydra writes
+    ``.hydra/`` and opens its log file, check that the run (or sweep) dir can be written, so a
+    read-only folder is one line naming it, not Hydra's traceback ("Unable to configure handler")."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config.hydra.run.dir, "hydra.run.dir")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config.hydra.sweep.dir, "hydra.sweep.dir")
+
+    @staticmethod
+    def _check(folder: str, key: str) -> None:
+        path = Path(str(folder))
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            probe = path / f".write-test.{os.getpid()}"
+            probe.touch()
+            probe.unlink()
+        except OSError as e:
+            print(f"error: cannot write the output folder {path} ({e.strerror}): give another with {key}=<folder>, "
+                  "or make it writable", file=sys.stderr, flush=True)
+            raise SystemExit(EXIT_USER_ERROR) from None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -42,6 +43,9 @@ def existing_dirs(dirs: Sequence[str | Path], what: str) -> list[Path]:
     out = []
     for d in dirs:
         p = Path(d)
+        if p.is_symlink() and not p.exists():
+            raise MissingPathError(f"{what} folder {p} is a broken or looping symbolic link (to {os.readlink(p)}); "
+                                   "point it at the data folder")
         if not p.is_dir():
             raise MissingPathError(
                 f"{what} folder {p} does not exist. Point the dataset at the data: set LIGHTQUANT_DATA "
@@ -59,14 +63,26 @@ def fingerprint_files(files: Iterable[Path], salt: str) -> str:
     ACL18's 26k files, against 0.25 s for this."""
     h = hashlib.sha256(salt.encode())
     for f in files:
-        st = f.stat()
+        st = stat_or_raise(f)
         h.update(f"{f.resolve()}|{st.st_ino}|{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}\n".encode())
     return h.hexdigest()
 
 
+def stat_or_raise(path: Path) -> os.stat_result:
+    """``path.stat()``, or a DataError naming the file (a broken or looping link, a file that vanished)."""
+    try:
+        return path.stat()
+    except OSError as e:
+        raise DataError(f"{path}: cannot be read ({e.strerror}); a broken or looping symbolic link, or a file "
+                        "removed while loading: fix or remove it") from e
+
+
 def read_text(path: Path) -> str:
     """File content as text: UTF-8 (with or without BOM), else GBK (common for A-share exports)."""
-    raw = path.read_bytes()
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise DataError(f"{path}: cannot be read ({e.strerror}); check the file and its permissions") from e
     for enc in ENCODINGS:
         try:
             return raw.decode(enc)

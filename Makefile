@@ -8,6 +8,9 @@ TORCH_SPEC ?= torch==2.13.0
 INSTALLED := $(VENV)/.installed
 ARGS ?=
 PYTEST_ARGS ?=
+# test workers (pytest-xdist; a module stays on one worker, so its fixtures are built once); 0 = in-process
+PYTEST_JOBS ?= 2
+PYTEST_XDIST = $(if $(filter 0,$(PYTEST_JOBS)),,-n $(PYTEST_JOBS) --dist loadfile)
 # Optuna sweeps (conf/hparams_search/optuna.yaml). The default sqlite study makes every sweep
 # resumable: rerun the same command and it adds N_TRIALS trials (4 slashes for an absolute path).
 N_TRIALS ?= 20
@@ -57,10 +60,10 @@ gpu-check: $(INSTALLED) ## On a CUDA machine: train a few models in fp32/bf16/fp
 	PYTHON=$(BIN)/python bash scripts/gpu_check.sh
 
 test: $(INSTALLED) ## Run the test suite (real-data tests use LIGHTQUANT_DATA or ../shared/datasets)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PYTEST_XDIST) $(PYTEST_ARGS)
 
 test-fast: $(INSTALLED) ## Run the tests without the slow end-to-end ones
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_XDIST) $(PYTEST_ARGS)
 
 bench: $(INSTALLED) ## Benchmarks (BENCHMARKS.md): engine, data path, precision, data prep, scaling, sweeps, ACL18 quality; hours
 	$(BIN)/python -m benchmarks.run $(ARGS)

@@ -120,6 +120,7 @@ NEWS_CASES = {  # news file content: words of the DataError (file:line and the c
     "unclosed quote to the end": NEWS_HEADER + 'A,1,2020-01-02,"first text\nA,1,2020-01-02,second text\n',
     "unclosed quote then a quote": NEWS_HEADER + 'A,1,2020-01-02,"first text\nA,1,2020-01-02,"second" text\n',
     "too many fields": NEWS_HEADER + "A,1,2020-01-02,text,extra\n",
+    "a field over csv's size limit": NEWS_HEADER + 'A,1,2020-01-02,"' + "x" * 200_000 + '"\n',
 }
 
 
@@ -159,4 +160,10 @@ def test_looping_links_are_named(cfg_factory, tmp_path):
     folder.symlink_to(folder)
     cfg = cfg_factory(["dataset=csv", f"dataset.root={tmp_path}", f"dataset.price_dirs=[{folder}]"], tiny=False)
     with pytest.raises(MissingPathError, match="loop is a broken or looping symbolic link"):
+        build_data(cfg)
+
+
+def test_horizons_longer_than_a_split_are_refused(cfg_factory):
+    cfg = cfg_factory(["model=scinet", "model.pred_len=80"])  # the tiny market's val split has ~64 trading days
+    with pytest.raises(ConfigError, match=r"model.pred_len=80 is longer than the val split's \d+ trading days"):
         build_data(cfg)

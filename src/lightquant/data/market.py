@@ -171,6 +171,13 @@ class MarketData:
             raise ValueError("with_horizons applies to single-horizon per-stock data")
         if horizons == 1:
             return self
+        for name in SPLITS:  # a horizon no sample of a split can reach would be trained on padding only
+            lo, hi = self.bounds[name]
+            days = int(((self.dates >= lo) & (self.dates <= hi)).sum())
+            if horizons > days:
+                raise ConfigError(f"model.pred_len={horizons} is longer than the {name} split's {days} trading days "
+                                  f"({lo} .. {hi}): no {name} sample could have its later horizons; lower "
+                                  "model.pred_len or widen dataset.splits")
         R = len(self.row_up)
         h = torch.arange(horizons, device=self.device)  # (H,)
         splits = {}

@@ -4,10 +4,10 @@ A thin Hydra entry; the work happens in ``lightquant.evaluation.signals.predict_
 """
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from lightquant.config_check import validate_tool_config
-from lightquant.entry import one_line_errors
+from lightquant.entry import one_line_errors, tool_options
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="predict")
@@ -16,17 +16,7 @@ def main(cfg: DictConfig) -> None:
         validate_tool_config(cfg)  # before torch is imported: a typo fails in seconds
         from lightquant.evaluation.signals import predict_signals
 
-        predict_signals(
-            cfg.ckpt,
-            cfg.date,
-            cfg.output_dir,
-            dataset=OmegaConf.to_container(cfg.dataset, resolve=True) if cfg.get("dataset") else None,
-            cache_dir=cfg.paths.cache_dir,
-            device=cfg.device,
-            gpu_id=int(cfg.gpu_id),
-            batch_size=int(cfg.batch_size),
-            top_news=int(cfg.top_news),
-        )
+        predict_signals(cfg.ckpt, cfg.date, cfg.output_dir, **tool_options(cfg))
 
 
 if __name__ == "__main__":

@@ -22,6 +22,21 @@ log = logging.getLogger("lightquant")
 EXIT_USER_ERROR = 2
 
 
+def tool_options(cfg) -> dict:
+    """The options ``evaluate.py`` and ``predict.py`` share (conf/evaluate.yaml, conf/predict.yaml), as keywords
+    of ``evaluate_export`` / ``predict_signals``."""
+    from omegaconf import OmegaConf
+
+    return {
+        "dataset": OmegaConf.to_container(cfg.dataset, resolve=True) if cfg.get("dataset") else None,
+        "cache_dir": cfg.paths.cache_dir,
+        "device": cfg.device,
+        "gpu_id": int(cfg.gpu_id),
+        "batch_size": int(cfg.batch_size),
+        "top_news": int(cfg.top_news),
+    }
+
+
 def debug_enabled() -> bool:
     return os.environ.get("LIGHTQUANT_DEBUG", "").lower() not in ("", "0", "false", "no")
 

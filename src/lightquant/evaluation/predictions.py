@@ -37,8 +37,9 @@ def predict_frame(
             weight, pos = w.topk(k, dim=1)  # (B, k)
             pos = pos.to(data.device)
             rows = batch.row.to(data.device)[:, None] + data._offsets  # (B, T)
-            slots = data.row_news[rows].flatten(1).gather(1, pos)  # (B, k) table index, 0 = padding
-            day = data.row_day[rows.gather(1, pos // data.row_news.shape[1])]  # (B, k) day the text is attached to
+            width = batch.news.shape[-2]  # the batch's text slots (data.batch drops the all-padding ones)
+            slots = data.row_news[rows][..., :width].flatten(1).gather(1, pos)  # (B, k) table index, 0 = padding
+            day = data.row_day[rows.gather(1, pos // width)]  # (B, k) day the text is attached to
             tops.append((weight.cpu(), slots.cpu(), day.cpu()))
     prob = torch.cat(probs) if probs else torch.zeros_like(s.y.cpu())
     end, y, ret = s.end_row.cpu(), s.y.cpu(), s.ret.cpu()

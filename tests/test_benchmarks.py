@@ -32,7 +32,7 @@ def check_structure(path, ids):
 
 
 def test_smoke_in_process_sections(tmp_path):
-    ids = [1, 2, 3, 4, 5, 8]
+    ids = [1, 2, 3, 4, 5, 8, 10]
     md = tmp_path / "BENCHMARKS.md"
     md.write_text("# Benchmarks\n\n## GPU\n\nHand-written GPU figures.\n")
     run(["--smoke", "--sections", ",".join(map(str, ids)), "--results-dir", str(tmp_path / "results"),
@@ -42,6 +42,8 @@ def test_smoke_in_process_sections(tmp_path):
     assert [len(t["rows"]) for t in sections[2]["tables"]] == [2, 2]
     assert [r[0] for r in sections[3]["tables"][0]["rows"]] == ["lstm", "han", "stocknet"]
     assert [t["caption"].split(":")[0] for t in sections[5]["tables"]] == ["universe", "window", "texts"]
+    assert len(sections[10]["tables"][0]["rows"]) == 9 and [r[0] for r in sections[10]["tables"][1]["rows"]] == [
+        "han", "stocknet", "pen"]
     for i in (1, 2, 4):
         assert sections[i]["targets"], f"section {i} states its target"
     fragment = (tmp_path / "fragment.md").read_text()

@@ -65,7 +65,7 @@ test: $(INSTALLED) ## Run the test suite (real-data tests use LIGHTQUANT_DATA or
 test-fast: $(INSTALLED) ## Run the tests without the slow end-to-end ones
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_XDIST) $(PYTEST_ARGS)
 
-bench: $(INSTALLED) ## Benchmarks (BENCHMARKS.md): engine, data path, precision, data prep, scaling, sweeps, ACL18 quality; hours
+bench: $(INSTALLED) ## Benchmarks (BENCHMARKS.md): engine, data path, precision, data prep, scaling, sweeps, quality, recipes, model speed; hours
 	$(BIN)/python -m benchmarks.run $(ARGS)
 
 bench-quick: $(INSTALLED) ## Shorter benchmarks (~30 min on 2 cores; quality: 1 seed x 5 epochs); ARGS="--sections 1,2" picks

@@ -34,7 +34,8 @@ from benchmarks.loops import BareLoop, engine, twin
 
 DESCRIPTION = (
     "How fast each model trains, through the project's engine (AdamW, clipping, the model's extra loss), one "
-    "thread, fp32: train samples/s = items of an epoch / median epoch time. Parameters are the model's at its "
+    "thread, fp32: train samples/s = stock-day samples of an epoch / median epoch time (DTML's items, and so its "
+    "batches, are dates of all their stocks: its samples are their stock-days). Parameters are the model's at its "
     "conf/ defaults. The second table times the news models' steps on the text slots a batch uses against all "
     "`max_num_tweets_len` slots (the padding was masked, so the outputs agree; the largest difference is shown): "
     "two copies with the same weights, the same batches, rounds alternating."
@@ -50,9 +51,14 @@ def full_width(data, batch):
 
 def throughput(name: str, overrides: list[str], s: Settings, items: int) -> dict:
     _, data, model = build([f"model={name}", *news_overrides(name), *overrides], s.out_dir / "cache")
+    if data.layout == "date":  # one item is a date's stocks: as many date items as hold ~``items`` stock-days
+        per_item = float(data.splits["train"].mask.sum()) / max(len(data.splits["train"]), 1)
+        items = max(1, round(items / per_item))
     data = subset(data, "train", min(items, len(data.splits["train"])))
     n_params = sum(p.numel() for p in model.parameters())
-    out = {"model": name, "params": n_params, "items": len(data.splits["train"])}
+    tr = data.splits["train"]
+    samples = int(tr.mask.sum()) if data.layout == "date" else len(tr)  # stock-days, whatever the item layout
+    out = {"model": name, "params": n_params, "items": samples}
     for bs in (64, 512):
         trainer = engine(twin(model), bs)
         times = interleaved({"epoch": lambda: trainer.train_epoch(data)}, reps=s.pick(1, 3, 5))["epoch"]
@@ -94,8 +100,8 @@ def section(s: Settings) -> Section:
     speed = [throughput(m, market, s, items) for m in ALL_MODELS]
     sec = Section(10, "Model speed", DESCRIPTION)
     sec.tables.append(Table(
-        f"Training throughput, synthetic market ({market[0]}), {items} training items per epoch (fewer when the "
-        "split is smaller), one thread",
+        f"Training throughput, synthetic market ({market[0]}), about {items} training samples per epoch (fewer when "
+        "the split is smaller), one thread",
         ["model", "parameters", "train samples/s, batch 64", "train samples/s, batch 512"],
         [[r["model"], f"{r['params']:,}", fmt(r["samples_per_s_64"], 0), fmt(r["samples_per_s_512"], 0)]
          for r in speed]))

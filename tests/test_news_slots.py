@@ -3,11 +3,10 @@ all max_num_tweets_len slots, since the dropped ones are padding everywhere."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 import pytest
 import torch
+from benchmarks.model_speed import full_width  # the batch as built before unused slots were dropped
 
 from lightquant.data import build_market_data
 from lightquant.data.encoders import TfidfSvdEncoder, encode_cached
@@ -24,13 +23,6 @@ def data(tmp_path_factory):
                           splits={"train_end": "2022-01-31", "val_end": "2022-03-31"})
     emb = encode_cached(TfidfSvdEncoder(dim=E), d.train_texts(), d.news_text, tmp_path_factory.mktemp("emb"))
     return d.with_news(emb, max_texts=K)
-
-
-def full_width(data, batch):
-    """The same batch with all K slots, as before slots were dropped."""
-    rows = batch.row[:, None] + data._offsets
-    slots = data.row_news[rows]
-    return replace(batch, news=data.news_emb[slots], news_mask=slots > 0)
 
 
 MODELS = {

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from lightquant.entry import EXIT_USER_ERROR
+from lightquant.entry import one_line_errors
 from lightquant.errors import ConfigError
 
 try:  # POSIX; elsewhere runs are not locked
@@ -68,12 +67,12 @@ class WritableOutputDir(Callback):
     @staticmethod
     def _check(folder: str, key: str) -> None:
         path = Path(str(folder))
-        try:
-            path.mkdir(parents=True, exist_ok=True)
-            probe = path / f".write-test.{os.getpid()}"
-            probe.touch()
-            probe.unlink()
-        except OSError as e:
-            print(f"error: cannot write the output folder {path} ({e.strerror}): give another with {key}=<folder>, "
-                  "or make it writable", file=sys.stderr, flush=True)
-            raise SystemExit(EXIT_USER_ERROR) from None
+        with one_line_errors():  # Hydra has not called the task yet: the entry's own handler is not around it
+            try:
+                path.mkdir(parents=True, exist_ok=True)
+                probe = path / f".write-test.{os.getpid()}"
+                probe.touch()
+                probe.unlink()
+            except OSError as e:
+                raise ConfigError(f"cannot write the output folder {path} ({e.strerror}): give another with "
+                                  f"{key}=<folder>, or make it writable") from e

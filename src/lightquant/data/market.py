@@ -112,6 +112,13 @@ class MarketData:
     def device(self) -> torch.device:
         return self.features.device
 
+    def neighbour(self, rows: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The row ``step`` trading days from each of ``rows`` (clamped into the table), and whether it
+        is the same stock's (False past a stock's first or last day)."""
+        want = rows + step
+        other = want.clamp(0, len(self.row_day) - 1)
+        return other, (other == want) & (self.row_stock[other] == self.row_stock[rows])
+
     def batch(self, split: str, idx: torch.Tensor) -> Batch:
         """Gather items ``idx`` of ``split`` into a :class:`Batch` (on this data's device).
 
@@ -142,10 +149,9 @@ class MarketData:
             batch.news = self.news_emb[slots]  # (..., T, K', E)
             batch.news_mask = slots > 0
             if self.text_lag_days is not None:  # only texts dated d-L .. d-1 for target day d
-                nxt = (end + 1).clamp_max(len(self.row_day) - 1)
+                nxt, has_next = self.neighbour(end, 1)
                 target = torch.where(  # a stock's last day (a scored one) has no next day yet: d = t + 1
-                    (self.row_stock[nxt] == self.row_stock[end]) & (nxt > end),
-                    self.day_number[self.row_day[nxt]], self.day_number[self.row_day[end]] + 1)  # (...)
+                    has_next, self.day_number[self.row_day[nxt]], self.day_number[self.row_day[end]] + 1)  # (...)
                 batch.news_mask &= self.news_day[slots] >= (target - self.text_lag_days)[..., None, None]
         return batch
 
@@ -192,9 +198,9 @@ class MarketData:
             ok &= self.row_stock[r] == self.row_stock[s.end_row][:, None]
             ok &= self.row_labeled[r]
             # the movement r -> r+1 ends on row r+1's day, which must lie in this split
-            nxt = (r + 1).clamp_max(R - 1)
+            nxt, has_next = self.neighbour(r, 1)
             last = np.searchsorted(self.dates, self.bounds[name][1], side="right") - 1
-            ok &= (self.row_day[nxt] <= int(last)) & (self.row_stock[nxt] == self.row_stock[r])
+            ok &= (self.row_day[nxt] <= int(last)) & has_next
             y = torch.where(ok, self.row_up[r], torch.zeros((), device=self.device))
             ok[:, 0] = True  # the headline t+1 label is the sample's own
             y[:, 0] = s.y

@@ -51,16 +51,15 @@ def predict_frame(
         extra = {f"prob_up_t+{h + 1}": prob[:, h].numpy() for h in range(1, data.horizons)}
         y, ret, prob = y[:, 0], ret[:, 0], prob[:, 0]
     prob = prob.numpy()
-    row_day, row_stock = data.row_day.cpu().numpy(), data.row_stock.cpu().numpy()
-    end_np = end.numpy()
-    nxt = np.minimum(end_np + 1, len(row_day) - 1)
-    has_next = (nxt > end_np) & (row_stock[nxt] == row_stock[end_np])  # a stock's last day: not known yet
-    prv = np.maximum(end_np - 1, 0)
-    has_prev = (end_np > 0) & (row_stock[prv] == row_stock[end_np])
+    end = end.to(data.device)
+    nxt, has_next = (t.cpu().numpy() for t in data.neighbour(end, 1))  # a stock's last day: not known yet
+    prv, has_prev = data.neighbour(end, -1)
     # the move into t's close (previous row's next-day return): a backtest's price-limit rule reads it
-    day_return = np.where(has_prev, data._row_ret.cpu().numpy()[prv], np.nan) if data._row_ret is not None else np.nan
+    day_return = (torch.where(has_prev, data._row_ret[prv], torch.nan).cpu().numpy() if data._row_ret is not None
+                  else np.nan)
+    row_day = data.row_day.cpu().numpy()
     frame = pd.DataFrame({
-        "date": data.dates[row_day[end_np]],
+        "date": data.dates[row_day[end.cpu().numpy()]],
         "target_date": np.where(has_next, data.dates[row_day[nxt]], np.datetime64("NaT")),
         "stock": [data.stocks[i] for i in data.row_stock[end].cpu().tolist()],
         "prob_up": prob,

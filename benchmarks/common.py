@@ -45,6 +45,7 @@ class Settings:
     quality_epochs: int | None = None  # section 7: None = the mode's (quick 5, full the config's)
     jobs: int = 1  # section 7: train.py processes at a time
     quality_variants: list[str] | None = None  # section 7: None = the mode's (quick none, full all)
+    quality_confirm_seeds: list[int] | None = None  # section 7: seeds of each model's chosen config (full 1-5)
 
     def pick(self, smoke, quick, full):
         """The value for this mode."""

@@ -23,7 +23,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from benchmarks.common import (
@@ -226,8 +226,11 @@ def summarize(runs: list[dict], dataset: str) -> Table:
     return Table(f"{dataset}", headers, rows)
 
 
-def chosen_on_validation(defaults: list[dict], tried: list[dict]) -> Table:
-    """Per model with a published ACL18 figure: the config with the best mean validation MCC."""
+def chosen_on_validation(defaults: list[dict], tried: list[dict],
+                         confirm: Callable[[str, str], list[dict]] | None = None) -> Table:
+    """Per model with a published ACL18 figure: the config with the best mean validation MCC over the
+    exploration seeds; its test figures over ``confirm(model, config)``'s runs (more seeds of that one
+    config, so the reported figure rests on more seeds than the search), else over the same runs."""
     rows = []
     for m, (pa, pm) in PUBLISHED_ACL18.items():
         groups = {"defaults": [r for r in defaults if r["model"] == m]}
@@ -237,14 +240,17 @@ def chosen_on_validation(defaults: list[dict], tried: list[dict]) -> Table:
         if not groups:
             continue
         name, g = max(groups.items(), key=lambda kv: statistics.mean(r["val_mcc"] for r in kv[1]))
+        val = statistics.mean(r["val_mcc"] for r in g)
+        if confirm is not None:
+            g = confirm(m, name) or g
         acc = statistics.mean(r["test_accuracy"] for r in g) * 100
         mcc = statistics.mean(r["test_mcc"] for r in g)
-        rows.append([m, f"{name} (of {', '.join(groups)})", f"{statistics.mean(r['val_mcc'] for r in g):.3f}",
+        rows.append([m, f"{name} (of {', '.join(groups)})", f"{val:.3f}", ", ".join(str(r["seed"]) for r in g),
                      _mean_std([r["test_accuracy"] for r in g], 100), _mean_std([r["test_mcc"] for r in g], 1, 3),
                      f"{pa:.2f} / {pm:.3f}", f"{acc - pa:+.2f} / {mcc - pm:+.3f}",
                      "yes" if acc >= pa and mcc >= pm else "no"])
-    headers = ["model", "config chosen on validation", "val MCC (mean)", "test acc %", "test MCC",
-               "published acc % / MCC", "Δ acc / Δ MCC", "reaches published"]
+    headers = ["model", "config chosen on validation", "val MCC (mean, exploration seeds)", "test seeds",
+               "test acc %", "test MCC", "published acc % / MCC", "Δ acc / Δ MCC", "reaches published"]
     return Table("acl18 — per model, the config chosen on validation, against the published figure", headers, rows)
 
 
@@ -352,10 +358,22 @@ def section(s: Settings) -> Section:
             "(2,555 validation samples over 42 days of Aug-Sep 2015, 44.6 % up, against 51.3 % up in the test "
             "quarter): the config best on validation is often not the best on test, which is also why short "
             "runs stop at an early best epoch.")
-        sec.tables.append(chosen_on_validation(acl, tried))
+        confirm_seeds = s.quality_confirm_seeds or s.pick(None, None, [1, 2, 3, 4, 5])
+
+        def confirm(model: str, name: str) -> list[dict]:  # the chosen config over the confirmation seeds
+            per_model = None if name == "defaults" else VARIANTS[name][1]
+            rs = run_all(["acl18"], [model], confirm_seeds, epochs, s.out_dir, s.threads,
+                         tag if name == "defaults" else f"{tag}-{name}", verbose=s.mode != "smoke", jobs=s.jobs,
+                         per_model=per_model)
+            return [r for r in rs if not r["failed"]]
+
+        sec.tables.append(chosen_on_validation(acl, tried, confirm if confirm_seeds else None))
         sec.notes.append("\"Chosen on validation\": per model, the config (defaults or a variant) with the highest mean "
-                         "validation MCC over the seeds; the test split plays no part in the choice, so this is the "
-                         "figure to set beside the published one.")
+                         f"validation MCC over the exploration seeds ({seeds_txt}); the test split plays no part in the "
+                         "choice, so this is the figure to set beside the published one"
+                         + (f". The chosen config is then trained over seeds {', '.join(map(str, confirm_seeds))} "
+                            "(the exploration runs reused) and its test figures are the mean ± std of those"
+                            if confirm_seeds else "") + ".")
     sec.data = {"runs": runs, "variants": tried, "mode_label": label}
     sec.seconds = time.perf_counter() - t0
     return sec

@@ -53,6 +53,9 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--quality-variants", default=None,
                    help="section 7 configs tried beyond the defaults on ACL18, e.g. paper,sweep (default: quick "
                         "none, full all; 'none' for none)")
+    p.add_argument("--quality-confirm-seeds", default=None,
+                   help="section 7: seeds of each model's config chosen on validation, e.g. 1,2,3,4,5 (default: "
+                        "full 1-5, quick none)")
     p.add_argument("--jobs", type=int, default=1, help="section 7: train.py processes at a time")
     p.add_argument("--out", action="append", type=Path, default=[],
                    help="also write the results here: *.json (raw figures) or *.md (Markdown fragment); repeatable")
@@ -77,6 +80,8 @@ def run(argv=None) -> list[Section]:
     settings = Settings(mode=a.mode, threads=a.threads, out_dir=a.results_dir.resolve(), reps=a.reps, jobs=a.jobs,
                         quality_seeds=[int(x) for x in a.quality_seeds.split(",")] if a.quality_seeds else None,
                         quality_epochs=a.quality_epochs,
+                        quality_confirm_seeds=[int(x) for x in a.quality_confirm_seeds.split(",")]
+                        if a.quality_confirm_seeds else None,
                         quality_variants=None if a.quality_variants is None else
                         [v for v in a.quality_variants.split(",") if v and v != "none"])
     info = machine_info(a.threads)

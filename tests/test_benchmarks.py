@@ -84,6 +84,17 @@ def test_quality_chooses_each_models_config_on_validation_not_test():
     assert rows["pen"][1].startswith("defaults")  # better on test only: not chosen
     assert rows["lstm"][-1] == "no" and set(rows) == {"lstm", "pen"}
 
+    # the chosen config's own seeds (more than the search's) give the test figures; the choice stays on validation
+    asked = []
+
+    def confirm(model, name):
+        asked.append((model, name))
+        return [dict(r, seed=s, test_accuracy=0.6) for s, r in enumerate(runs(model, -1.0, 0.1) * 2, 1)]
+
+    rows = {r[0]: r for r in chosen_on_validation(defaults, tried, confirm).rows}
+    assert sorted(asked) == [("lstm", "sweep"), ("pen", "defaults")]
+    assert rows["lstm"][3] == "1, 2, 3, 4" and rows["lstm"][4].startswith("60.00") and rows["lstm"][2] == "0.200"
+
 
 def test_smoke_reproducibility_section_lists_every_recipe(tmp_path):
     run(["--smoke", "--sections", "9", "--results-dir", str(tmp_path / "results"), "--out", str(tmp_path / "r.json")])

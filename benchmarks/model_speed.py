@@ -11,7 +11,12 @@ round times, and the largest difference of the two copies' outputs on a fresh ba
 
 from __future__ import annotations
 
+import contextlib
+import os
+import subprocess
+import sys
 import time
+from contextlib import contextmanager
 from dataclasses import replace
 
 import torch
@@ -22,6 +27,7 @@ from benchmarks.common import (
     Section,
     Settings,
     Table,
+    Target,
     build,
     fmt,
     interleaved,
@@ -49,20 +55,74 @@ def full_width(data, batch):
     return replace(batch, news=data.news_emb[slots], news_mask=slots > 0)
 
 
-def throughput(name: str, overrides: list[str], s: Settings, items: int) -> dict:
+def epoch_data(name: str, overrides: list[str], s: Settings, items: int):
+    """(data cut to about ``items`` training samples, model, samples per epoch) for ``name``."""
     _, data, model = build([f"model={name}", *news_overrides(name), *overrides], s.out_dir / "cache")
     if data.layout == "date":  # one item is a date's stocks: as many date items as hold ~``items`` stock-days
         per_item = float(data.splits["train"].mask.sum()) / max(len(data.splits["train"]), 1)
         items = max(1, round(items / per_item))
     data = subset(data, "train", min(items, len(data.splits["train"])))
-    n_params = sum(p.numel() for p in model.parameters())
     tr = data.splits["train"]
     samples = int(tr.mask.sum()) if data.layout == "date" else len(tr)  # stock-days, whatever the item layout
-    out = {"model": name, "params": n_params, "items": samples}
+    return data, model, samples
+
+
+def throughput(name: str, overrides: list[str], s: Settings, items: int) -> dict:
+    data, model, samples = epoch_data(name, overrides, s, items)
+    out = {"model": name, "params": sum(p.numel() for p in model.parameters()), "items": samples}
     for bs in (64, 512):
         trainer = engine(twin(model), bs)
         times = interleaved({"epoch": lambda: trainer.train_epoch(data)}, reps=s.pick(1, 3, 5))["epoch"]
         out[f"samples_per_s_{bs}"] = out["items"] / median(times)
+    return out
+
+
+@contextmanager
+def busy_core(seconds: float):
+    """Another process keeping one core busy (a spinning Python loop), for at most ``seconds``."""
+    proc = subprocess.Popen([sys.executable, "-c", f"import time\nend = time.time() + {seconds}\nwhile time.time() < end: pass"])
+    try:
+        time.sleep(0.5)  # running before the first measurement
+        yield
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def thread_policy(name: str, overrides: list[str], s: Settings, items: int) -> dict:
+    """Batch-64 epochs on one thread, on all cores (torch's default) and under the default policy
+    (``lightquant.engine.threads``: re-decided before every epoch, as after every epoch in a run),
+    interleaved; on the idle machine, then beside a busy core."""
+    from lightquant.engine.threads import CpuThreads
+
+    data, model, samples = epoch_data(name, overrides, s, items)
+    trainer = engine(twin(model), 64)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    out = {"model": name, "cores": cores}
+    for load in ("idle", "loaded"):
+        policy, chosen = CpuThreads(cap=cores), []
+
+        def fixed(n):
+            return lambda: (torch.set_num_threads(n), trainer.train_epoch(data))
+
+        def auto():
+            torch.set_num_threads(policy.threads)  # the other cases changed it
+            policy.on_epoch_end(None, {})
+            chosen.append(torch.get_num_threads())
+            trainer.train_epoch(data)
+
+        cases = {"one": fixed(1), "all": fixed(cores), "auto": auto}
+        reps = s.pick(1, 5, 9)
+        with busy_core(600) if load == "loaded" else contextlib.nullcontext():
+            policy.start()  # as a run starts: the load measured over a first interval
+            times = interleaved(cases, reps=reps)
+        best = max(("one", "all"), key=lambda k: -median(times[k]))
+        out[load] = {k: samples / median(v) for k, v in times.items()} | {
+            "auto_threads": chosen[1:], "best": best,
+            # per-round ratios: each round ran the cases back to back, so slow phases cancel
+            "auto_vs_all": paired_ratio(times["all"], times["auto"]),
+            "auto_vs_best": paired_ratio(times[best], times["auto"])}
+    torch.set_num_threads(s.threads)
     return out
 
 
@@ -117,8 +177,37 @@ def section(s: Settings) -> Section:
          "s / round, used slots", "s / round, all slots", "speed-up", "max |Δ logit|"],
         [[r["model"], r["slots"], fmt(r["used"], 0), f"{100 * r['real_share']:.1f} %", fmt(r["kept_s"], 3),
           fmt(r["all_s"], 3), f"{r['speedup']:.2f}x", f"{r['max_abs_diff']:.1e}"] for r in res]))
-    sec.notes.append("Not yet measured here: FLOPs per sample and the share of a measured GEMM rate, the "
-                     "research code at equal settings, and the thread-policy table (idle and loaded machine).")
-    sec.data = {"throughput": speed, "slots": res}
+    pol = [thread_policy(m, market, s, s.pick(256, 2048, 2048)) for m in ALL_MODELS]
+    cores = pol[0]["cores"]
+    rows = []
+    for r in pol:
+        i, ld = r["idle"], r["loaded"]
+        rows.append([r["model"], fmt(i["one"], 0), fmt(i["all"], 0), fmt(i["auto"], 0), f"{i['auto_vs_all']:.2f}",
+                     fmt(ld["one"], 0), fmt(ld["all"], 0), fmt(ld["auto"], 0), f"{ld['auto_vs_best']:.2f}",
+                     f"{median(i['auto_threads']):.0f} / {median(ld['auto_threads']):.0f}"])
+    sec.tables.append(Table(
+        f"CPU thread policy: train samples/s at batch 64 ({market[0]}), one thread, all {cores} cores (torch's "
+        "default) and the default policy (`trainer.num_threads: null`), on the idle machine and with another "
+        "process keeping one core busy (started and stopped by this benchmark)",
+        ["model", "idle: 1 thread", f"idle: {cores}", "idle: policy", "idle: policy / torch default",
+         "loaded: 1 thread", f"loaded: {cores}", "loaded: policy", "loaded: policy / best",
+         "threads chosen (idle / loaded)"], rows))
+    worst_idle = min(r["idle"]["auto_vs_all"] for r in pol)
+    worst_load = min(r["loaded"]["auto_vs_best"] for r in pol)
+    sec.targets.append(Target("thread policy / torch's default on the idle machine, worst model", worst_idle,
+                              ">= 0.90", worst_idle >= 0.90))
+    sec.targets.append(Target("thread policy / best of 1 and all threads beside a busy core, worst model", worst_load,
+                              ">= 0.90", worst_load >= 0.90))
+    sec.notes.append(
+        "Thread policy: the default `trainer.num_threads: null` sets torch's intra-op threads to the usable cores "
+        "that other processes leave free (their CPU time from the operating system, this process's own subtracted; "
+        "a core counts as taken above a quarter busy), at most torch's default, measured as the run starts and "
+        "re-decided after every epoch (here before every policy epoch). The ratios are medians of per-round "
+        "ratios (each round runs the three cases back to back, order alternating); 'best' is the faster of 1 "
+        "thread and all cores in that condition. With one core busy, all cores collapse because each parallel "
+        "region waits for the thread the busy core preempts.")
+    sec.notes.append("Not yet measured here: FLOPs per sample and the share of a measured GEMM rate, and the "
+                     "research code at equal settings.")
+    sec.data = {"throughput": speed, "slots": res, "threads": pol}
     sec.seconds = time.perf_counter() - t0
     return sec

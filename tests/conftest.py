@@ -12,11 +12,14 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-import lightquant.run  # noqa: F401  (registers the lq.len resolver)
-
 # The models under test are tiny: one thread avoids oversubscription, which on a busy
-# 2-core machine made small LSTM steps up to ~100x slower than single-threaded ones.
+# 2-core machine made small LSTM steps up to ~100x slower than single-threaded ones. Set before
+# lightquant is imported, so it is the thread policy's cap in here; train.py children inherit it.
 torch.set_num_threads(1)
+os.environ["OMP_NUM_THREADS"] = "1"
+
+import lightquant.run  # noqa: E402, F401  (registers the lq.len resolver)
+
 # No experiment tracking in tests, train.py subprocesses included (they inherit it): conf/tracker
 # reads its default mode from SWANLAB_MODE. Tracking tests choose a mode and a tmp log dir.
 os.environ["SWANLAB_MODE"] = "disabled"

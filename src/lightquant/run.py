@@ -32,6 +32,7 @@ from lightquant.engine import (
     seed_everything,
 )
 from lightquant.engine.checkpoint import apply_weights, load_weights
+from lightquant.engine.threads import cpu_threads
 from lightquant.errors import ConfigError
 from lightquant.evaluation.predictions import predict_frame
 from lightquant.evaluation.report import finish_run
@@ -136,8 +137,7 @@ def train(cfg: DictConfig, callbacks: Sequence[object] = ()) -> dict[str, Any]:
 
 def _train(cfg: DictConfig, callbacks: Sequence[object], out_dir: Path, is_main: bool) -> dict[str, Any]:
     t = cfg.trainer
-    if t.get("num_threads"):
-        torch.set_num_threads(int(t.num_threads))
+    threads = cpu_threads(t.get("num_threads"))  # measures other processes' load over the set-up below
     # another run's weights are read now: a wrong path fails before the data is loaded
     init = (*load_weights(t.init_from), t.init_from) if t.get("init_from") else None
     seed_everything(cfg.seed, deterministic=t.deterministic)
@@ -187,6 +187,9 @@ def _train(cfg: DictConfig, callbacks: Sequence[object], out_dir: Path, is_main:
     if t.get("resume"):
         trainer.resume(t.resume)  # epoch, optimizer, scheduler, early stopping, best weights, RNG, history
     data = place_data(data, device)  # on the GPU when it fits
+    if threads is not None and device.type == "cpu":
+        threads.start()
+        trainer.callbacks.append(threads)
     trainer.fit(data)
 
     es = trainer.early_stopping

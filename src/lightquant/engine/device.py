@@ -42,8 +42,6 @@ def describe_environment(device: torch.device) -> str:
     parts = [f"torch {torch.__version__}", f"CUDA available: {torch.cuda.is_available()}", f"device: {device}"]
     if device.type == "cuda":
         parts.append(f"GPU: {torch.cuda.get_device_name(device)}")
-    else:
-        parts.append(f"CPU threads: {torch.get_num_threads()}")
     if dist.is_available() and dist.is_initialized():
         parts.append(f"rank {dist.get_rank()}/{dist.get_world_size()} ({dist.get_backend()})")
     return ", ".join(parts)

@@ -22,6 +22,8 @@ from lightquant.batch import Batch
 from lightquant.engine import EarlyStopping, Trainer
 
 CLIP = 1.0  # conf/trainer/default.yaml gradient_clip_val: both loops clip alike
+#: AdamW as conf/trainer/default.yaml builds it (one fused kernel over all parameters), in both loops
+FUSED = {"fused": True}
 #: trainer.precision arrived with the AMP work; without it section 3 times bf16 in the bare loop only
 ENGINE_HAS_PRECISION = "precision" in inspect.signature(Trainer.__init__).parameters
 
@@ -42,7 +44,7 @@ class BareLoop:
     def __init__(self, model: torch.nn.Module, full: Batch, batch_size: int, lr: float = 3e-4,
                  precision: torch.dtype | None = None, seed: int = 0):
         self.model, self.full, self.batch_size = model, full, batch_size
-        self.opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+        self.opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4, **FUSED)
         self.extra = getattr(model, "extra_loss", None)
         self.gen = torch.Generator().manual_seed(seed)
         self.precision = precision  # None: fp32; a dtype: autocast around forward + loss
@@ -75,7 +77,7 @@ def engine(model: torch.nn.Module, batch_size: int, precision: str = "32", lr: f
            epochs: int = 1000, device: torch.device | None = None) -> Trainer:
     """The project's Trainer as run.train builds it (AdamW, clipping), without checkpoints or a
     progress bar; ``Trainer.train_epoch(data)`` is the timed engine loop."""
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4, **FUSED)
     kw = {"precision": precision} if ENGINE_HAS_PRECISION else {}
     if precision != "32" and not ENGINE_HAS_PRECISION:
         raise ValueError("this Trainer has no precision argument")

@@ -205,3 +205,62 @@ def test_learns_position_dependent_horizons(t, levels):
     with torch.no_grad():
         acc = ((model(test) > 0).float() == test.y).float().mean(0)  # (H,) held-out accuracy
     assert (acc > 0.85).all(), acc
+
+
+class PerBlockTree(torch.nn.Module):
+    """The tree as it was before it was batched (and as the reference code writes it): one
+    Sequential per phi/psi/rho/eta, a Python recursion over even/odd sub-trees."""
+
+    def __init__(self, levels, c, h, k):
+        super().__init__()
+        mods = []
+        for _ in range(4):
+            mods.append(torch.nn.Sequential(torch.nn.ReplicationPad1d((k - 1) // 2 + 1), torch.nn.Conv1d(c, h, k),
+                                            torch.nn.LeakyReLU(0.01), torch.nn.Dropout(0.0), torch.nn.Conv1d(h, c, 3),
+                                            torch.nn.Tanh()))
+        self.block = torch.nn.Module()
+        self.block.phi, self.block.psi, self.block.rho, self.block.eta = mods
+        self.even = PerBlockTree(levels - 1, c, h, k) if levels > 1 else None
+        self.odd = PerBlockTree(levels - 1, c, h, k) if levels > 1 else None
+
+    def forward(self, x):  # (B, C, L)
+        even, odd = x[..., ::2], x[..., 1::2]
+        odd_s = odd * torch.exp(self.block.phi(even))
+        even_s = even * torch.exp(self.block.psi(odd))
+        even, odd = even_s + self.block.eta(odd_s), odd_s - self.block.rho(even_s)
+        if self.even is not None:
+            even, odd = self.even(even), self.odd(odd)
+        return torch.stack([even, odd], dim=-1).flatten(-2)
+
+
+@pytest.mark.parametrize("levels, t", [(1, 4), (2, 8), (3, 16)])
+def test_batched_tree_computes_the_per_block_tree_and_loads_its_weights(levels, t):
+    """Weights saved by the per-block tree load into the batched one (old exports keep working),
+    and both compute the same logits and gradients."""
+    f, h = 3, 8
+    torch.manual_seed(1)
+    ref = PerBlockTree(levels, f, h, 5)
+    model = build(f, t, SCINet_Layers=levels, hidden_size=h)
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("tree.")}
+    state.update({f"tree.{k}": v for k, v in ref.state_dict().items()})
+    model.load_state_dict(state)  # strict: every batched weight filled, no old key left over
+    batch = make_batch(4, t, f)
+    x = batch.x.requires_grad_(True)
+    want = model.projection(ref(x.transpose(1, 2)).transpose(1, 2) + x)
+    want = (want * model.head_weight).sum(-1).squeeze(-1) + model.head_bias
+    got = model(batch)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    (g_got,) = torch.autograd.grad(got.sum(), x, retain_graph=True)
+    (g_want,) = torch.autograd.grad(want.sum(), x)
+    torch.testing.assert_close(g_got, g_want, rtol=1e-5, atol=1e-6)
+
+
+def test_cpu_dropout_keeps_the_rate_and_the_scale():
+    from lightquant.models.layers import dropout
+
+    x = torch.ones(200_000)
+    torch.manual_seed(0)
+    y = dropout(x, 0.25, training=True)
+    assert abs(float((y == 0).float().mean()) - 0.25) < 0.01
+    torch.testing.assert_close(y.unique(), torch.tensor([0.0, 4 / 3]))
+    assert dropout(x, 0.25, training=False) is x and dropout(x, 0.0, training=True) is x

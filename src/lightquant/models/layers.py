@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -89,3 +90,15 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int) -> torch.Tensor:
     """Mean of ``x`` over ``dim`` where ``mask`` (x's shape without the last dim) is True; 0 if none."""
     m = mask.unsqueeze(-1).to(x.dtype)
     return (x * m).sum(dim) / m.sum(dim).clamp_min(1.0)
+
+
+def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """``F.dropout`` with a cheaper mask on the CPU: there torch's Bernoulli sampling costs about 3x
+    comparing uniform draws with the keep rate (same distribution; it was 14-32 % of a SCINet
+    step). On other devices torch's fused kernel is the faster one."""
+    if not training or p == 0.0:
+        return x
+    if x.device.type != "cpu":
+        return F.dropout(x, p, True)
+    keep = 1.0 - p
+    return x * (torch.rand_like(x) < keep).to(x.dtype).div_(keep)

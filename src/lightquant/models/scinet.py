@@ -3,10 +3,12 @@ Sample Convolution and Interaction"), as a multi-horizon up/down classifier."""
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from lightquant.batch import Batch
@@ -14,63 +16,109 @@ from lightquant.models.layers import (
     check_non_negative_float,
     check_non_negative_int,
     check_positive_int,
+    dropout,
     price_news_inputs,
 )
 
 
-def _conv_module(channels: int, hidden_size: int, kernel_size: int, dropout: float) -> nn.Sequential:
-    """The paper's phi/psi/rho/eta: (B, C, L) -> (B, C, L), values in (-1, 1).
+class ConvPairs(nn.Module):
+    """``groups`` independent copies of the paper's phi/psi/rho/eta modules, run as one batched
+    matrix product per convolution: (G, B, L, C) -> (G, B, L, C), values in (-1, 1).
 
-    As in the reference code: replication pad by (k-1)/2 + 1 per side, Conv1d(k) to
-    ``hidden_size`` channels (L+2 long), LeakyReLU, dropout, Conv1d(3) back to C (L long), tanh.
+    Each copy is the reference code's module: replication pad by (k-1)/2 + 1 per side, Conv1d(k)
+    to ``hidden_size`` channels (L+2 long), LeakyReLU, dropout, Conv1d(3) back to C (L long), tanh.
+    A convolution here is its windows (``unfold``) times the kernel: with a level's 2 x 2**level
+    modules stacked, the tree runs 2 products per module group instead of 2 tiny Conv1d calls per
+    module (SCINet was dispatch-bound: a few thousand operator calls per step, BENCHMARKS.md
+    section 10). ``w1[g]`` is a Conv1d weight (H, C, k) laid out for the windows, (k*C, H) =
+    ``weight.permute(2, 1, 0).reshape(k*C, H)``, initialised as nn.Conv1d does (uniform +-1/sqrt(fan_in)).
     """
-    pad = (kernel_size - 1) // 2 + 1
-    return nn.Sequential(
-        nn.ReplicationPad1d(pad),  # replication, not zeros: no artificial edge at the window's ends
-        nn.Conv1d(channels, hidden_size, kernel_size),
-        nn.LeakyReLU(0.01),
-        nn.Dropout(dropout),
-        nn.Conv1d(hidden_size, channels, 3),
-        nn.Tanh(),  # bounds the exp() scaling below to [1/e, e]: stable, also in bf16
-    )
 
-
-class SCIBlock(nn.Module):
-    """Split into even/odd days, then interactive learning (paper eq. 1-2):
-    odd_s = odd * exp(phi(even)), even_s = even * exp(psi(odd)),
-    even' = even_s + eta(odd_s), odd' = odd_s - rho(even_s)."""
-
-    def __init__(self, channels: int, hidden_size: int, kernel_size: int, dropout: float) -> None:
+    def __init__(self, groups: int, channels: int, hidden_size: int, kernel_size: int, dropout: float) -> None:
         super().__init__()
-        self.phi, self.psi, self.rho, self.eta = (
-            _conv_module(channels, hidden_size, kernel_size, dropout) for _ in range(4)
-        )
+        self.kernel_size, self.pad, self.dropout = kernel_size, (kernel_size - 1) // 2 + 1, dropout
+        b1, b2 = 1 / math.sqrt(channels * kernel_size), 1 / math.sqrt(hidden_size * 3)
+        self.w1 = nn.Parameter(torch.empty(groups, channels * kernel_size, hidden_size).uniform_(-b1, b1))
+        self.b1 = nn.Parameter(torch.empty(groups, 1, hidden_size).uniform_(-b1, b1))
+        self.w2 = nn.Parameter(torch.empty(groups, hidden_size * 3, channels).uniform_(-b2, b2))
+        self.b2 = nn.Parameter(torch.empty(groups, 1, channels).uniform_(-b2, b2))
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x: (B, C, L) with L even -> (even', odd'), each (B, C, L/2)."""
-        even, odd = x[..., ::2], x[..., 1::2]  # days 0, 2, ... and 1, 3, ...
-        odd_s = odd * torch.exp(self.phi(even))
-        even_s = even * torch.exp(self.psi(odd))
-        return even_s + self.eta(odd_s), odd_s - self.rho(even_s)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        g, b, n, c = x.shape
+        first, second = _windows(n, self.kernel_size, self.pad, x.device)
+        # one gather builds the replication-padded windows (no artificial edge at the window's ends),
+        # already contiguous as (G, B*(L+2), k*C): no pad, unfold or copy, and a cheap backward
+        h = torch.baddbmm(self.b1, x.index_select(2, first).view(g, b * (n + 2), -1), self.w1)
+        h = dropout(F.leaky_relu(h, 0.01), self.dropout, self.training).view(g, b, n + 2, -1)
+        out = torch.baddbmm(self.b2, h.index_select(2, second).view(g, b * n, -1), self.w2)
+        return torch.tanh(out).view(g, b, n, c)  # tanh bounds the exp() scaling to [1/e, e]: stable, also in bf16
+
+
+@functools.cache
+def _windows(n: int, kernel_size: int, pad: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Day indices of both convolutions' windows over an ``n``-day input, window after window:
+    (n+2) x k for the first, replication padding included (an index clamped to the first/last day),
+    and n x 3 for the second over the first's n+2 outputs."""
+    first = (torch.arange(n + 2)[:, None] + torch.arange(kernel_size) - pad).clamp_(0, n - 1)
+    second = torch.arange(n)[:, None] + torch.arange(3)
+    return first.flatten().to(device), second.flatten().to(device)
 
 
 class SCITree(nn.Module):
-    """A binary tree of SCI-Blocks ``levels`` deep; the leaves' outputs are zipped back
-    (even, odd, even, ...) so the result is in the input's day order."""
+    """A binary tree of SCI-Blocks ``levels`` deep, computed level by level: level l's 2**l blocks
+    at once. A block splits its input into even/odd days and learns interactively (paper eq. 1-2):
+    odd_s = odd * exp(phi(even)), even_s = even * exp(psi(odd)),
+    even' = even_s + eta(odd_s), odd' = odd_s - rho(even_s);
+    block b's even' and odd' go to blocks 2b and 2b+1 of the next level. The leaves' outputs are
+    zipped back (even, odd, even, ...), so the result is in the input's day order."""
 
     def __init__(self, levels: int, channels: int, hidden_size: int, kernel_size: int, dropout: float) -> None:
         super().__init__()
-        self.block = SCIBlock(channels, hidden_size, kernel_size, dropout)
-        self.even = SCITree(levels - 1, channels, hidden_size, kernel_size, dropout) if levels > 1 else None
-        self.odd = SCITree(levels - 1, channels, hidden_size, kernel_size, dropout) if levels > 1 else None
+        # per level: groups [phi_0, psi_0, phi_1, psi_1, ...] and [eta_0, rho_0, eta_1, rho_1, ...]
+        self.interact = nn.ModuleList(ConvPairs(2 * 2**lv, channels, hidden_size, kernel_size, dropout)
+                                      for lv in range(levels))
+        self.update = nn.ModuleList(ConvPairs(2 * 2**lv, channels, hidden_size, kernel_size, dropout)
+                                    for lv in range(levels))
+        self.register_load_state_dict_pre_hook(_from_per_block_keys)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (B, C, L), L a multiple of 2**levels -> (B, C, L)."""
-        even, odd = self.block(x)  # (B, C, L/2) each
-        if self.even is not None:
-            even, odd = self.even(even), self.odd(odd)
-        # zip: stack on a new last axis and flatten -> e0, o0, e1, o1, ... (day order restored)
-        return torch.stack([even, odd], dim=-1).flatten(-2)  # (B, C, L)
+        """x: (B, L, C), L a multiple of 2**levels -> (B, L, C)."""
+        z = x[None]  # (N blocks, B, L, C)
+        for interact, update in zip(self.interact, self.update):
+            n, b, length, c = z.shape
+            m = length // 2
+            even, odd = z[:, :, ::2], z[:, :, 1::2]  # days 0, 2, ... and 1, 3, ...
+            a = interact(torch.stack([even, odd], 1).reshape(2 * n, b, m, c)).view(n, 2, b, m, c)
+            odd_s, even_s = odd * torch.exp(a[:, 0]), even * torch.exp(a[:, 1])
+            u = update(torch.stack([odd_s, even_s], 1).reshape(2 * n, b, m, c)).view(n, 2, b, m, c)
+            z = torch.stack([even_s + u[:, 0], odd_s - u[:, 1]], 1).reshape(2 * n, b, m, c)
+        while z.shape[0] > 1:  # zip siblings 2p, 2p+1 into parent p: e0, o0, e1, o1, ...
+            n, b, m, c = z.shape
+            z = z.view(n // 2, 2, b, m, c).permute(0, 2, 3, 1, 4).reshape(n // 2, b, 2 * m, c)
+        return z[0]
+
+
+def _from_per_block_keys(module, state_dict, prefix, *args) -> None:
+    """Weights saved before the tree was batched (one Sequential per module, ``even``/``odd``
+    sub-trees: ``tree.odd.even.block.phi.1.weight``) load into the batched layout."""
+    old = [k for k in state_dict if k.startswith(prefix) and ".block." in k]
+    if not old:
+        return
+    entries = {k[len(prefix):]: state_dict.pop(k) for k in old}
+    levels = 1 + max(k.count(".") - 3 for k in entries)
+    for lv in range(levels):
+        for blk in range(2**lv):
+            path = "".join(("odd." if blk >> (lv - 1 - i) & 1 else "even.") for i in range(lv)) + "block."
+            for phase, names in (("interact", ("phi", "psi")), ("update", ("eta", "rho"))):
+                for j, name in enumerate(names):
+                    g = 2 * blk + j
+                    for conv, (w, bias) in (("1", ("w1", "b1")), ("4", ("w2", "b2"))):
+                        weight = entries[f"{path}{name}.{conv}.weight"]  # (out, in, k)
+                        key = f"{prefix}{phase}.{lv}."
+                        state_dict.setdefault(key + w, [None] * 2 ** (lv + 1))[g] = weight.permute(2, 1, 0).flatten(0, 1)
+                        state_dict.setdefault(key + bias, [None] * 2 ** (lv + 1))[g] = entries[f"{path}{name}.{conv}.bias"][None]
+    for k in [k for k in state_dict if k.startswith(prefix) and isinstance(state_dict[k], list)]:
+        state_dict[k] = torch.stack(state_dict[k])
 
 
 class SCINet(nn.Module):
@@ -133,7 +181,9 @@ class SCINet(nn.Module):
         pad = self.padded_len - self.seq_len
         if pad:
             x = torch.cat([x[:, :1].expand(-1, pad, -1), x], dim=1)  # (B, L, C), L = padded_len
-        h = self.tree(x.transpose(1, 2)).transpose(1, 2) + x  # (B, L, C), residual to the input
-        p = self.projection(h)  # (B, L, C) -> (B, H, C): day axis mapped to horizons
+        h = self.tree(x) + x  # (B, L, C), residual to the input
+        # the day axis mapped to horizons, (H, L) @ (B, L, C) -> (B, H, C): the 1x1 Conv1d's product,
+        # without a convolution call (a tenth of SCINet's step went to it and its backward)
+        p = torch.matmul(self.projection.weight.squeeze(-1), h)
         logits = (p * self.head_weight).sum(-1) + self.head_bias  # (B, H)
         return logits.squeeze(-1) if self.pred_len == 1 else logits  # (B,) or (B, H)

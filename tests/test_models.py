@@ -134,6 +134,23 @@ def test_alstm_attention_weights():
     assert a.shape == (2, 8) and w.shape == (2, 4)
 
 
+def test_attention_context_scores_the_concatenation_without_building_it():
+    """A shared query c scores [h_t; c] as attending over the concatenation would, masks included."""
+    torch.manual_seed(0)
+    attn = TemporalAttention(8 + 5, 3)
+    h, c = torch.randn(4, 6, 8, requires_grad=True), torch.randn(4, 5, requires_grad=True)
+    mask = torch.rand(4, 6) > 0.3
+    mask[1] = False  # a set with nothing in it
+    a, w = attn(h, mask, context=c)
+    a_ref, w_ref = attn(torch.cat([h, c[:, None].expand(-1, 6, -1)], -1), mask)
+    torch.testing.assert_close(w, w_ref)
+    torch.testing.assert_close(a, a_ref[:, :8])  # the sum runs over h alone
+    gh, gc = torch.autograd.grad(w.pow(2).sum(), [h, c])
+    gh_ref, gc_ref = torch.autograd.grad(w_ref.pow(2).sum(), [h, c])
+    torch.testing.assert_close(gh, gh_ref)
+    torch.testing.assert_close(gc, gc_ref)
+
+
 # --- AdvLSTM -------------------------------------------------------------------------------
 
 

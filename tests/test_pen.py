@@ -299,3 +299,51 @@ def test_finds_nothing_when_the_texts_do_not_tell():
     train, _ = rule_batch(512, seed=0, planted=False)
     test, _ = rule_batch(512, seed=1, planted=False)
     assert accuracy(fit(train), test) < 0.65
+
+
+def per_day_latents(model: PEN, hd: torch.Tensor, labels: torch.Tensor | None):
+    """Deep Recurrent Generation as written before its day-independent products left the loop."""
+    from lightquant.models.pen import _gaussian, _gaussian_kl
+
+    b, t, _ = hd.shape
+    z_prev, zs, kl = hd.new_zeros(b, model.prior.out_features // 2), [], torch.zeros(b)
+    for d in range(t):
+        hz = torch.cat([hd[:, d], z_prev], dim=-1)
+        mu_p, lv_p = _gaussian(model.prior(hz))
+        if labels is None:
+            z = mu_p
+        elif d == t - 1 or labels.shape[1] == t:
+            y_d = labels[:, d - t].unsqueeze(-1) * 2 - 1
+            mu_q, lv_q = _gaussian(model.posterior(torch.cat([hz, y_d], dim=-1)))
+            z = mu_q + (0.5 * lv_q).exp() * torch.randn_like(mu_q)
+            kl = kl + _gaussian_kl(mu_q, lv_q, mu_p, lv_p)
+        else:
+            z = mu_p + (0.5 * lv_p).exp() * torch.randn_like(mu_p)
+        zs.append(z)
+        z_prev = z
+    return torch.stack(zs, 1), kl
+
+
+@pytest.mark.parametrize("labels_kind", ["all days", "last day only", "eval"])
+def test_generation_computes_what_the_per_day_loop_computed(labels_kind):
+    """Same weights, inputs and noise: the batched generation's latents and KL equal the per-day
+    loop's, and so do the gradients through the weights and the inputs."""
+    model = build(seed=3)
+    g = torch.Generator().manual_seed(0)
+    hd = torch.randn(6, 5, 8, generator=g).requires_grad_(True)
+    labels = {"all days": (torch.rand(6, 5, generator=g) > 0.5).float(),
+              "last day only": (torch.rand(6, 1, generator=g) > 0.5).float(), "eval": None}[labels_kind]
+    outs = []
+    for decoder in (model._latents, lambda *a: per_day_latents(model, *a)):
+        torch.manual_seed(7)
+        z, kl = decoder(hd, labels)
+        grads = torch.autograd.grad(z.sum() + kl.sum(), [hd, model.prior.weight, model.posterior.weight],
+                                    allow_unused=True)
+        outs.append((z, kl, grads))
+    (z, kl, grads), (z_ref, kl_ref, grads_ref) = outs
+    torch.testing.assert_close(z, z_ref, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(kl, kl_ref, rtol=1e-5, atol=1e-5)
+    for a, b in zip(grads, grads_ref):
+        assert (a is None) == (b is None)
+        if a is not None:
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)

@@ -340,3 +340,52 @@ def test_no_signal_no_skill():
     """Labels independent of the inputs: held-out accuracy stays at chance (no label leak)."""
     _, test_acc = fit_accuracy(text_task(256, 0, signal_last=False), text_task(512, 100, signal_last=False))
     assert test_acc < 0.65, test_acc
+
+
+def per_day_latents(model: StockNet, x: torch.Tensor, h: torch.Tensor, labels: torch.Tensor | None):
+    """The variational decoder as written before its day-independent products left the loop: the
+    prior and posterior layers on [x_d; h_d; z_{d-1}] (; y_d) day by day, the KL inside the loop."""
+    from lightquant.models.stocknet import _gaussian_kl
+
+    b = x.shape[0]
+    z_prev, zs, kls = x.new_zeros(b, model.latent_size), [], []
+    for d in range(x.shape[1]):
+        base = torch.cat([x[:, d], h[:, d], z_prev], dim=-1)
+        mu_p, logvar_p = model.prior_out(torch.tanh(model.prior(base))).chunk(2, dim=-1)
+        if labels is None:
+            z_d = mu_p
+        else:
+            hq = torch.tanh(model.posterior(torch.cat([base, labels[:, d : d + 1]], dim=-1)))
+            mu_q, logvar_q = model.posterior_out(hq).chunk(2, dim=-1)
+            z_d = mu_q + torch.randn_like(mu_q) * torch.exp(0.5 * logvar_q)
+            kls.append(_gaussian_kl(mu_q, logvar_q, mu_p, logvar_p))
+        zs.append(z_d)
+        z_prev = z_d
+    return torch.stack(zs, 1), (torch.stack(kls, 1).sum(1) if kls else None)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_decoder_computes_what_the_per_day_loop_computed(training):
+    """Same weights, inputs and noise: the batched decoder's latents and per-day KL equal the
+    per-day loop's, and so do the gradients of both through the weights and the inputs."""
+    model = build(seed=3)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(6, 5, F_IN + 8, generator=g).requires_grad_(True)  # [c_d; prices], as _day_inputs gives
+    h = torch.randn(6, 5, 8, generator=g).requires_grad_(True)
+    labels = (torch.rand(6, 5, generator=g) > 0.5).float() if training else None
+    outs = []
+    for decoder in (model._latents, lambda *a: per_day_latents(model, *a)):
+        torch.manual_seed(7)
+        z, kl = decoder(x, h, labels)
+        kl = kl.sum(-1) if kl is not None and kl.dim() == 2 else kl  # the batched one keeps days apart
+        loss = z.sum() + (kl.sum() if kl is not None else 0)
+        params = [x, h, model.prior.weight, model.prior_out.weight, model.posterior.weight]
+        outs.append((z, kl, torch.autograd.grad(loss, params, allow_unused=True)))
+    (z, kl, grads), (z_ref, kl_ref, grads_ref) = outs
+    torch.testing.assert_close(z, z_ref, rtol=1e-5, atol=1e-6)
+    if training:
+        torch.testing.assert_close(kl, kl_ref, rtol=1e-5, atol=1e-5)
+    for a, b in zip(grads, grads_ref):
+        assert (a is None) == (b is None)
+        if a is not None:
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)

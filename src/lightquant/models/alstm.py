@@ -8,6 +8,7 @@ from torch import nn
 
 from lightquant.batch import Batch
 from lightquant.models.layers import (
+    Dropout,
     TemporalAttention,
     check_non_negative_float,
     check_non_negative_int,
@@ -55,7 +56,7 @@ class ALSTM(nn.Module):
             dropout=dropout if layers > 1 else 0.0,  # single layer: nn.LSTM would warn
         )
         self.attention = TemporalAttention(hidden_size, attention_size)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.fc = nn.Linear(2 * hidden_size, 1)
 
     def latent(

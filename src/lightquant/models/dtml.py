@@ -12,6 +12,7 @@ from torch import nn
 
 from lightquant.batch import Batch
 from lightquant.models.layers import (
+    Dropout,
     TemporalAttention,
     check_non_negative_float,
     check_non_negative_int,
@@ -50,10 +51,10 @@ class DataAxisBlock(nn.Module):
         self.mlp = nn.Sequential(
             nn.Linear(hidden_size, 4 * hidden_size),
             nn.ReLU(),
-            nn.Dropout(dropout),
+            Dropout(dropout),
             nn.Linear(4 * hidden_size, hidden_size),
         )
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, h: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
         """h: (B, S, H), pad: (B, S) bool True = padding slot (never attended to) -> (B, S, H)."""

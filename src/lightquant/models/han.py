@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from lightquant.batch import Batch
-from lightquant.models.layers import TemporalAttention, check_non_negative_float, check_positive_int
+from lightquant.models.layers import Dropout, TemporalAttention, check_non_negative_float, check_positive_int
 
 
 class HAN(nn.Module):
@@ -61,7 +61,7 @@ class HAN(nn.Module):
         self.day_attention = TemporalAttention(2 * hidden_size, attention_size)  # over the T days
         # the paper's discriminative network: one ELU hidden layer, then the classifier
         self.mlp = nn.Sequential(
-            nn.Linear(2 * hidden_size, mlp_size), nn.ELU(), nn.Dropout(dropout), nn.Linear(mlp_size, 1)
+            nn.Linear(2 * hidden_size, mlp_size), nn.ELU(), Dropout(dropout), nn.Linear(mlp_size, 1)
         )
 
     def _check(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:

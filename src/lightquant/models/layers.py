@@ -48,13 +48,21 @@ class TemporalAttention(nn.Module):
         # u; no bias, it would cancel in the softmax
         self.score = nn.Linear(attention_size, 1, bias=False)
 
-    def forward(self, h: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, h: torch.Tensor, mask: torch.Tensor | None = None,
+                context: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """h: (B, T, H), mask: (B, T) bool (True = keep) -> (a (B, H), alpha (B, T)).
 
         Rows whose mask is all False (a day without news) get alpha = 0 and a = 0
-        instead of the NaN a plain masked softmax would give.
+        instead of the NaN a plain masked softmax would give. ``context`` (B, C), with the
+        attention built for H + C inputs: scores of [h_t; context] (a query shared by the set),
+        computed without repeating the context for every t; ``a`` sums h alone.
         """
-        scores = self.score(torch.tanh(self.proj(h))).squeeze(-1).float()  # (B, T)
+        if context is None:
+            pre = self.proj(h)
+        else:  # W [h_t; c] + b = W_h h_t + (W_c c + b): the context's part once per set
+            w = self.proj.weight
+            pre = F.linear(h, w[:, : h.shape[-1]]) + F.linear(context, w[:, h.shape[-1] :], self.proj.bias).unsqueeze(1)
+        scores = self.score(torch.tanh(pre)).squeeze(-1).float()  # (B, T)
         if mask is not None:
             # finite fill, not -inf: an all-masked row would give NaN (and NaN gradients)
             scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
@@ -102,3 +110,10 @@ def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
         return F.dropout(x, p, True)
     keep = 1.0 - p
     return x * (torch.rand_like(x) < keep).to(x.dtype).div_(keep)
+
+
+class Dropout(nn.Dropout):
+    """``nn.Dropout`` through :func:`dropout` (the cheaper CPU mask); the same module otherwise."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return dropout(x, self.p, self.training)

@@ -7,6 +7,7 @@ from torch import nn
 
 from lightquant.batch import Batch
 from lightquant.models.layers import (
+    Dropout,
     check_bool,
     check_non_negative_float,
     check_non_negative_int,
@@ -56,7 +57,7 @@ class LSTM(nn.Module):
             dropout=dropout if layers > 1 else 0.0,
             bidirectional=bidirectional,
         )
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.fc = nn.Linear(self.directions * hidden_size, 1)
 
     def latent(self, batch: Batch) -> torch.Tensor:

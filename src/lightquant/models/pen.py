@@ -6,10 +6,11 @@ which news items drove a prediction."""
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from lightquant.batch import Batch
-from lightquant.models.layers import TemporalAttention, check_non_negative_float, check_positive_int
+from lightquant.models.layers import Dropout, TemporalAttention, check_non_negative_float, check_positive_int
 
 
 def _gaussian(out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -20,7 +21,7 @@ def _gaussian(out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _gaussian_kl(mu_q: torch.Tensor, lv_q: torch.Tensor, mu_p: torch.Tensor, lv_p: torch.Tensor) -> torch.Tensor:
-    """KL(N(mu_q, e^lv_q) || N(mu_p, e^lv_p)) summed over the last dim: (B, Z) -> (B,)."""
+    """KL(N(mu_q, e^lv_q) || N(mu_p, e^lv_p)) summed over the last dim: (..., Z) -> (...)."""
     return 0.5 * (lv_p - lv_q + (lv_q.exp() + (mu_q - mu_p) ** 2) / lv_p.exp() - 1.0).sum(-1)
 
 
@@ -82,7 +83,7 @@ class PEN(nn.Module):
         self.posterior = nn.Linear(h + z + 1, 2 * z)  # the extra input is the day's label
         self.generate = nn.Linear(2 * h + z, h)
         self.temporal = TemporalAttention(2 * h, attention_size)  # over [g_d, g_T]
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.fc = nn.Linear(h, 1)
         self.register_buffer("kl_step", torch.zeros((), dtype=torch.long))
         self._cache: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
@@ -101,8 +102,7 @@ class PEN(nn.Module):
         n = self.dropout(torch.tanh(self.news_proj(news)))  # (B, T, K, H)
         hs = n.shape[-1]
         # Text Selection: score_dk = u^T tanh(W_n n_dk + W_s s_d + b); empty days -> beta = 0
-        pair = torch.cat([n, s.unsqueeze(2).expand(-1, -1, k, -1).to(n.dtype)], dim=-1)  # (B, T, K, 2H)
-        _, beta = self.selection(pair.reshape(b * t, k, 2 * hs), mask.reshape(b * t, k))
+        _, beta = self.selection(n.reshape(b * t, k, hs), mask.reshape(b * t, k), context=s.reshape(b * t, hs).to(n.dtype))
         beta = beta.view(b, t, k)  # (B, T, K) the Vector of Salience
         c = (beta.unsqueeze(-1).to(n.dtype) * n).sum(2)  # (B, T, H), 0 on days without text
         has_text = mask.any(-1, keepdim=True).to(c.dtype)  # (B, T, 1)
@@ -120,28 +120,47 @@ class PEN(nn.Module):
             last = batch.y.reshape(b, 1).float()
             # without y_hist the earlier days fall back to the prior (no KL for them)
             labels = torch.cat([batch.y_hist.float(), last], 1) if batch.y_hist is not None else last  # (B, T or 1)
-        z_prev = hd.new_zeros(b, self.prior.out_features // 2)  # (B, Z)
-        zs, kl = [], torch.zeros(b, device=x.device)
+        zz, kl = self._latents(hd, labels)  # (B, T, Z), (B,)
+        g = torch.tanh(self.generate(torch.cat([f, hd, zz], dim=-1)))  # (B, T, H)
+        # query-aware temporal attention: score_d = u^T tanh(W_g g_d + W_q g_T + b)
+        _, alpha = self.temporal(g, context=g[:, -1])  # (B, T)
+        a = torch.bmm(alpha.unsqueeze(1).to(g.dtype), g).squeeze(1)  # (B, H)
+        return self.fc(self.dropout(a)).squeeze(-1), beta, alpha, kl
+
+    def _latents(self, hd: torch.Tensor, labels: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Deep Recurrent Generation's latents: hd (B, T, H), labels (B, T) or (B, 1) in training,
+        None in eval -> z (B, T, Z), KL (B,) summed over the days with a posterior (zeros in eval)."""
+        b, t, _ = hd.shape
+        # prior(h_d, z_{d-1}) and posterior(h_d, z_{d-1}, y_d): only z_{d-1} depends on the previous
+        # day, so the h_d and y_d parts are one product over all days and the loop keeps one
+        # (B, Z) x (Z, 4Z) product for both, the sampling and nothing else (the KL after it)
+        zsz, hsz = self.prior.out_features // 2, hd.shape[-1]
+        pre = F.linear(hd, self.prior.weight[:, :hsz], self.prior.bias)  # (B, T, 2Z)
+        w_z = self.prior.weight[:, hsz:]  # (2Z, Z)
+        if labels is not None:
+            y = labels * 2 - 1  # {-1, 1}; without y_hist only the last day's is known (the rest unused)
+            y = y if y.shape[1] == t else torch.cat([y.new_zeros(b, t - 1), y], 1)  # (B, T)
+            wq = self.posterior.weight  # columns [h; z; y]
+            pre_q = F.linear(hd, wq[:, :hsz], self.posterior.bias) + y.unsqueeze(-1).to(hd.dtype) * wq[:, -1]
+            pre, w_z = torch.cat([pre, pre_q], -1), torch.cat([w_z, wq[:, hsz:-1]], 0)  # (B, T, 4Z), (4Z, Z)
+        z_prev = hd.new_zeros(b, zsz)  # (B, Z)
+        zs, post = [], []
         for d in range(t):  # z_d depends on z_{d-1}: the one loop over days
-            hz = torch.cat([hd[:, d], z_prev.to(hd.dtype)], dim=-1)  # (B, H + Z)
-            mu_p, lv_p = _gaussian(self.prior(hz))  # (B, Z) each
+            out = torch.addmm(pre[:, d], z_prev.to(pre.dtype), w_z.t())
+            mu_p, lv_p = _gaussian(out[:, : 2 * zsz])  # (B, Z) each
             if labels is None:
                 z = mu_p  # eval: prior mean, deterministic
             elif d == t - 1 or labels.shape[1] == t:  # this day's label is known: posterior
-                y_d = labels[:, d - t].unsqueeze(-1) * 2 - 1  # (B, 1) in {-1, 1}
-                mu_q, lv_q = _gaussian(self.posterior(torch.cat([hz, y_d.to(hz.dtype)], dim=-1)))
+                mu_q, lv_q = _gaussian(out[:, 2 * zsz :])
                 z = mu_q + (0.5 * lv_q).exp() * torch.randn_like(mu_q)  # reparameterised sample
-                kl = kl + _gaussian_kl(mu_q, lv_q, mu_p, lv_p)
+                post.append((mu_q, lv_q, mu_p, lv_p))
             else:  # training without y_hist: sample the prior
                 z = mu_p + (0.5 * lv_p).exp() * torch.randn_like(mu_p)
             zs.append(z)
             z_prev = z
-        zz = torch.stack(zs, 1).to(hd.dtype)  # (B, T, Z)
-        g = torch.tanh(self.generate(torch.cat([f, hd, zz], dim=-1)))  # (B, T, H)
-        # query-aware temporal attention: score_d = u^T tanh(W_g g_d + W_q g_T + b)
-        _, alpha = self.temporal(torch.cat([g, g[:, -1:].expand(-1, t, -1)], dim=-1))  # (B, T)
-        a = torch.bmm(alpha.unsqueeze(1).to(g.dtype), g).squeeze(1)  # (B, H)
-        return self.fc(self.dropout(a)).squeeze(-1), beta, alpha, kl
+        # the KL of the posterior days at once, summed over them
+        kl = _gaussian_kl(*(torch.stack(v, 1) for v in zip(*post))).sum(1) if post else torch.zeros(b, device=hd.device)
+        return torch.stack(zs, 1).to(hd.dtype), kl
 
     def forward(self, batch: Batch) -> torch.Tensor:
         logits, beta, _, kl = self._run(batch)

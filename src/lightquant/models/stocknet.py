@@ -10,11 +10,13 @@ through the engine's ``extra_loss`` hook.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from lightquant.batch import Batch
 from lightquant.losses import Criterion, bce
 from lightquant.models.layers import (
+    Dropout,
     TemporalAttention,
     check_bool,
     check_non_negative_float,
@@ -74,7 +76,7 @@ class StockNet(nn.Module):
             # texts arrive as embeddings, not words: a projection replaces the paper's bi-GRU
             self.text_proj = nn.Linear(news_size, h)
             self.text_attention = TemporalAttention(h, attention_size)  # corpus vector c_d
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.rnn = nn.GRU(day_size, h, batch_first=True)  # h_d
         # h^z_d = tanh(W [x_d; h_d; z_{d-1}] (; y_d)) -> (mu, log var); the posterior also sees y_d
         self.prior = nn.Linear(day_size + h + z, h)
@@ -123,6 +125,44 @@ class StockNet(nn.Module):
             parts[1] = parts[1].to(parts[0].dtype)
         return self.dropout(torch.cat(parts, dim=-1))  # (B, T, D)
 
+    def _latents(self, x: torch.Tensor, h: torch.Tensor,
+                 labels: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Variational Movement Decoder's latents: x (B, T, D), h (B, T, H), labels (B, T) in training,
+        None in eval -> z (B, T, Z) (posterior samples, or the prior means), KL per day (B, T) or None."""
+        b, t, _ = x.shape
+        # The prior's and posterior's first layers read [x_d; h_d; z_{d-1}] (and y_d): only the
+        # z_{d-1} part depends on the previous day, so the rest is one product over all days, and
+        # the loop keeps one (B, Z) x (Z, 2H) product, the two output layers and the sampling.
+        zi = x.shape[-1] + h.shape[-1]  # where z_{d-1}'s columns start
+        days = torch.cat([x, h], dim=-1)  # (B, T, D+H)
+        pre_p = F.linear(days, self.prior.weight[:, :zi], self.prior.bias)  # (B, T, H)
+        w_z = self.prior.weight[:, zi:]  # (H, Z)
+        if labels is not None:
+            wq = self.posterior.weight  # columns [x; h; z; y]
+            pre_q = F.linear(days, wq[:, :zi], self.posterior.bias) + labels.to(days.dtype).unsqueeze(-1) * wq[:, -1]
+            pre = torch.cat([pre_p, pre_q], dim=-1)  # (B, T, 2H)
+            w_z = torch.cat([w_z, wq[:, zi:-1]], dim=0)  # (2H, Z)
+        else:
+            pre = pre_p
+        z_prev = x.new_zeros(b, self.latent_size)  # z_{-1} = 0
+        zs, stats = [], []
+        for d in range(t):  # z_d depends on z_{d-1}: a recurrence over days
+            hz = torch.tanh(torch.addmm(pre[:, d], z_prev.to(pre.dtype), w_z.t()))  # (B, H) or (B, 2H)
+            if labels is None:
+                z_d = self.prior_out(hz)[:, : self.latent_size]  # eval: the prior mean, deterministic and label-free
+            else:
+                hp, hq = hz.chunk(2, dim=-1)
+                mu_q, logvar_q = self.posterior_out(hq).chunk(2, dim=-1)  # (B, Z) each
+                z_d = mu_q + torch.randn_like(mu_q) * torch.exp(0.5 * logvar_q)  # reparameterised
+                stats.append((hp, mu_q, logvar_q))  # the prior's outputs only enter the KL: after the loop
+            zs.append(z_d)
+            z_prev = z_d
+        if labels is None:
+            return torch.stack(zs, dim=1), None
+        hp, mu_q, logvar_q = (torch.stack(v, dim=1) for v in zip(*stats))  # (B, T, .)
+        # the KL of every day at once: it feeds no later day
+        return torch.stack(zs, dim=1), _gaussian_kl(mu_q, logvar_q, *self.prior_out(hp).chunk(2, dim=-1))
+
     def forward(self, batch: Batch) -> torch.Tensor:
         x = self._day_inputs(batch)  # (B, T, D)
         b, t, _ = x.shape
@@ -133,22 +173,7 @@ class StockNet(nn.Module):
                 raise ValueError("StockNet needs batch.y_hist (earlier days' movements) in training when T > 1")
             hist = batch.y_hist if t > 1 else batch.y.new_zeros(b, 0)
             labels = torch.cat([hist.float(), batch.y.float().unsqueeze(1)], dim=1)  # (B, T)
-        z_prev = x.new_zeros(b, self.latent_size)  # z_{-1} = 0
-        zs, kls = [], []
-        for d in range(t):  # z_d depends on z_{d-1}: a recurrence over days
-            base = torch.cat([x[:, d], h[:, d], z_prev.to(x.dtype)], dim=-1)  # (B, D+H+Z)
-            mu_p, logvar_p = self.prior_out(torch.tanh(self.prior(base))).chunk(2, dim=-1)  # (B, Z) each
-            if labels is None:
-                z_d = mu_p  # eval: the prior mean, deterministic and label-free
-            else:
-                y_d = labels[:, d : d + 1].to(base.dtype)  # (B, 1)
-                hq = torch.tanh(self.posterior(torch.cat([base, y_d], dim=-1)))
-                mu_q, logvar_q = self.posterior_out(hq).chunk(2, dim=-1)  # (B, Z) each
-                z_d = mu_q + torch.randn_like(mu_q) * torch.exp(0.5 * logvar_q)  # reparameterised
-                kls.append(_gaussian_kl(mu_q, logvar_q, mu_p, logvar_p))  # (B,)
-            zs.append(z_d)
-            z_prev = z_d
-        z = torch.stack(zs, dim=1)  # (B, T, Z)
+        z, kl_days = self._latents(x, h, labels)  # (B, T, Z), (B, T) or None
         g = torch.tanh(self.g(torch.cat([h, z.to(h.dtype)], dim=-1)))  # (B, T, H)
         day_logits = self.day_head(g).squeeze(-1)  # (B, T) y~_d
         g_past, g_last = g[:, :-1], g[:, -1]  # (B, T-1, H), (B, H)
@@ -159,7 +184,7 @@ class StockNet(nn.Module):
         logits = self.out(torch.cat([past.to(g_last.dtype), g_last], dim=-1)).squeeze(-1)  # (B,)
         if labels is not None:  # keep what extra_loss needs from this very forward
             self._cache = {
-                "kl": torch.stack(kls, dim=1).sum(1),  # (B,) summed over days
+                "kl": kl_days.sum(1),  # (B,) summed over days
                 "v": v,  # (B, T-1) ATA attention
                 "day_logits": day_logits[:, :-1],  # (B, T-1) y~ of the earlier days
                 "y_hist": labels[:, :-1],  # (B, T-1) their known movements

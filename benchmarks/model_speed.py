@@ -12,23 +12,30 @@ round times, and the largest difference of the two copies' outputs on a fresh ba
 from __future__ import annotations
 
 import contextlib
+import io
+import json
 import os
 import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import replace
+from pathlib import Path
 
 import torch
 
 from benchmarks.common import (
     ALL_MODELS,
     NEWS_MODELS,
+    ROOT,
     Section,
     Settings,
     Table,
     Target,
     build,
+    child_env,
     fmt,
     interleaved,
     median,
@@ -151,6 +158,52 @@ def slots(name: str, overrides: list[str], s: Settings, label: str) -> dict:
             "max_abs_diff": diff, "steps": len(batches)}
 
 
+#: the last commit before this section's speed work (text slots, thread policy, batched SCINet, the
+#: StockNet/PEN decoders, fused AdamW, the CPU dropout mask): what "before" means below
+BASELINE = "3114a73"
+#: the models the speed work was for
+VS_MODELS = ("scinet", "stocknet", "han", "pen")
+
+
+def unpack(commit: str, dest: Path) -> bool:
+    """``src/`` and ``conf/`` of ``commit`` under ``dest`` (False when this clone lacks the commit)."""
+    out = subprocess.run(["git", "-C", str(ROOT), "archive", commit, "src", "conf"], capture_output=True, check=False)
+    if out.returncode != 0:
+        return False
+    with tarfile.open(fileobj=io.BytesIO(out.stdout)) as tar:
+        if hasattr(tarfile, "data_filter"):  # Python >= 3.10.12 / 3.11.4: refuse links and paths leaving dest
+            tar.extractall(dest, filter="data")
+        else:
+            tar.extractall(dest)
+    return True
+
+
+def vs_commit(s: Settings, market: list[str], text_data: list[str], label: str) -> list[dict] | None:
+    """Each of VS_MODELS trained through BASELINE's engine and this checkout's, one child process per
+    epoch series (``speed_child.py``: a package can be imported once per process), the two trees
+    alternating round by round; batch 64, one thread. None when the clone lacks BASELINE."""
+    with tempfile.TemporaryDirectory() as tmp:
+        before = Path(tmp) / "before"
+        if not unpack(BASELINE, before):
+            return None
+        trees = {"before": before, "now": ROOT}
+        rows = []
+        for model in s.pick(VS_MODELS[:1], VS_MODELS, VS_MODELS):  # smoke: the mechanics, one model
+            data = [*text_data, "use_news=true"] if model in NEWS_MODELS else market
+            speed = {name: [] for name in trees}
+            for r in range(s.pick(1, 2, 3)):
+                for name in (list(trees) if r % 2 == 0 else list(reversed(trees))):
+                    cmd = [sys.executable, str(ROOT / "benchmarks" / "speed_child.py"), "--root", str(trees[name]),
+                           "--model", model, "--items", str(s.pick(128, 1024, 2048)), "--reps", str(s.pick(1, 3, 3)),
+                           "--cache", str(s.out_dir / "cache-vs" / name), "--", *data]
+                    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=child_env(1), cwd=ROOT)
+                    speed[name].append(json.loads(out.stdout.strip().splitlines()[-1])["samples_per_s"])
+            rows.append({"model": model, "data": label if model in NEWS_MODELS else market[0],
+                         "before": median(speed["before"]), "now": median(speed["now"]),
+                         "ratio": median([n / b for n, b in zip(speed["now"], speed["before"])]), "rounds": speed})
+        return rows
+
+
 def section(s: Settings) -> Section:
     from benchmarks.quality import SMOKE_DATA, data_root
 
@@ -206,8 +259,28 @@ def section(s: Settings) -> Section:
         "ratios (each round runs the three cases back to back, order alternating); 'best' is the faster of 1 "
         "thread and all cores in that condition. With one core busy, all cores collapse because each parallel "
         "region waits for the thread the busy core preempts.")
+    vs = vs_commit(s, market, text_data, label)
+    if vs is None:
+        sec.notes.append(f"This clone lacks commit {BASELINE}: no comparison with the engine before the speed work.")
+    else:
+        sec.tables.append(Table(
+            f"Against commit {BASELINE} (before the speed work): train samples/s at batch 64, one thread, each tree's "
+            "own engine, model and optimizer defaults, the trees alternating round by round",
+            ["model", "data", f"samples/s at {BASELINE}", "samples/s now", "now / before (median of rounds)"],
+            [[r["model"], r["data"], fmt(r["before"], 0), fmt(r["now"], 0), f"{r['ratio']:.2f}x"] for r in vs]))
+        worst = min(vs, key=lambda r: r["ratio"])
+        sec.targets.append(Target(f"now / {BASELINE}, worst of {', '.join(r['model'] for r in vs)} ({worst['model']})",
+                                  worst["ratio"], ">= 2.0", worst["ratio"] >= 2.0))
+        sec.notes.append(
+            f"Against {BASELINE}: each round runs `benchmarks/speed_child.py` once per tree (that commit's `src/` and "
+            "`conf/` unpacked by `git archive`, and this checkout), a warm-up epoch then the median of timed epochs "
+            "over the same training samples; the ratio is the median of the per-round ratios. The results of the "
+            "rewritten parts equal the earlier code's within float tolerance (tests: the text slots in "
+            "tests/test_news_slots.py, SCINet's per-block tree in tests/test_scinet.py, the StockNet/PEN per-day "
+            "decoders in tests/test_stocknet.py and tests/test_pen.py, the attention context in tests/test_models.py); "
+            "the dropout masks and the fused AdamW step draw or round differently, as any seed change would.")
     sec.notes.append("Not yet measured here: FLOPs per sample and the share of a measured GEMM rate, and the "
                      "research code at equal settings.")
-    sec.data = {"throughput": speed, "slots": res, "threads": pol}
+    sec.data = {"throughput": speed, "slots": res, "threads": pol, "vs_commit": vs}
     sec.seconds = time.perf_counter() - t0
     return sec

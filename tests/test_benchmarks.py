@@ -44,6 +44,10 @@ def test_smoke_in_process_sections(tmp_path):
     assert [t["caption"].split(":")[0] for t in sections[5]["tables"]] == ["universe", "window", "texts"]
     assert len(sections[10]["tables"][0]["rows"]) == 9 and [r[0] for r in sections[10]["tables"][1]["rows"]] == [
         "han", "stocknet", "pen"]
+    policy = sections[10]["data"]["threads"]  # the thread policy's table, idle and beside a busy core
+    assert len(policy) == 9 and all(min(r["loaded"]["auto_threads"]) >= 1 for r in policy)
+    vs = sections[10]["data"]["vs_commit"]  # None in a clone without the earlier commit
+    assert vs is None or (vs[0]["model"] == "scinet" and vs[0]["before"] > 0 and vs[0]["now"] > 0)
     for i in (1, 2, 4):
         assert sections[i]["targets"], f"section {i} states its target"
     fragment = (tmp_path / "fragment.md").read_text()

@@ -145,6 +145,10 @@ def test_attention_context_scores_the_concatenation_without_building_it():
     a_ref, w_ref = attn(torch.cat([h, c[:, None].expand(-1, 6, -1)], -1), mask)
     torch.testing.assert_close(w, w_ref)
     torch.testing.assert_close(a, a_ref[:, :8])  # the sum runs over h alone
+    # and both equal the plain masked softmax over every element (the CPU scores real elements only)
+    full = attn.score(torch.tanh(attn.proj(torch.cat([h, c[:, None].expand(-1, 6, -1)], -1)))).squeeze(-1)
+    w_plain = torch.softmax(full.masked_fill(~mask, torch.finfo(full.dtype).min), -1) * mask.any(-1, keepdim=True)
+    torch.testing.assert_close(w, w_plain)
     gh, gc = torch.autograd.grad(w.pow(2).sum(), [h, c])
     gh_ref, gc_ref = torch.autograd.grad(w_ref.pow(2).sum(), [h, c])
     torch.testing.assert_close(gh, gh_ref)
@@ -262,3 +266,22 @@ def test_learns_planted_rule(name):
     with torch.no_grad():
         acc = ((model(batch) > 0).float() == y).float().mean().item()
     assert acc > 0.9, acc
+
+
+def test_packed_computes_real_rows_only_and_zeros_the_rest():
+    from lightquant.models.layers import packed
+
+    x = torch.randn(3, 4, 5, requires_grad=True)
+    mask = torch.rand(3, 4) > 0.5
+    calls = []
+
+    def fn(rows):
+        calls.append(rows.shape[0])
+        return torch.tanh(rows @ torch.ones(5, 2))
+
+    out = packed(fn, x, mask)
+    assert calls == [int(mask.sum())] and out.shape == (3, 4, 2)
+    torch.testing.assert_close(out[mask], torch.tanh(x[mask] @ torch.ones(5, 2)))
+    assert (out[~mask] == 0).all()
+    (g,) = torch.autograd.grad(out.sum(), x)
+    assert (g[~mask] == 0).all() and (g[mask] != 0).any()

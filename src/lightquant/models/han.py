@@ -12,7 +12,13 @@ import torch
 from torch import nn
 
 from lightquant.batch import Batch
-from lightquant.models.layers import Dropout, TemporalAttention, check_non_negative_float, check_positive_int
+from lightquant.models.layers import (
+    Dropout,
+    TemporalAttention,
+    check_non_negative_float,
+    check_positive_int,
+    packed,
+)
 
 
 class HAN(nn.Module):
@@ -81,9 +87,8 @@ class HAN(nn.Module):
         """-> V (B, 2H) the day-attended GRU states, alpha (B, T, K) news weights, beta (B, T) day weights."""
         news, mask = self._check(batch)
         b, t, k, _ = news.shape
-        # zero the padding slots: their alpha is 0, but 0 * NaN/inf padding would still be NaN
-        news = news.masked_fill(~mask.unsqueeze(-1), 0.0)  # (B, T, K, E)
-        n = torch.tanh(self.news_proj(news))  # (B, T, K, H)
+        # real texts only (padding never read: its alpha is 0, but 0 * NaN/inf padding would be NaN)
+        n = packed(lambda e: torch.tanh(self.news_proj(e)), news, mask)  # (B, T, K, H)
         # news-level attention, all days at once; days without text give d = 0, alpha = 0
         d, alpha = self.news_attention(n.reshape(b * t, k, -1), mask.reshape(b * t, k))  # (B*T, H), (B*T, K)
         d = d.reshape(b, t, -1)  # (B, T, H)

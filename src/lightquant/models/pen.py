@@ -10,7 +10,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from lightquant.batch import Batch
-from lightquant.models.layers import Dropout, TemporalAttention, check_non_negative_float, check_positive_int
+from lightquant.models.layers import (
+    Dropout,
+    TemporalAttention,
+    check_non_negative_float,
+    check_positive_int,
+    packed,
+)
 
 
 def _gaussian(out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -99,7 +105,7 @@ class PEN(nn.Module):
         mask = batch.news_mask if batch.news_mask is not None else news.new_ones(b, t, k, dtype=torch.bool)
         p = self.dropout(torch.tanh(self.price_proj(x)))  # (B, T, H)
         s, _ = self.price_rnn(p)  # (B, T, H) price state up to each day
-        n = self.dropout(torch.tanh(self.news_proj(news)))  # (B, T, K, H)
+        n = packed(lambda e: self.dropout(torch.tanh(self.news_proj(e))), news, mask)  # (B, T, K, H), real texts only
         hs = n.shape[-1]
         # Text Selection: score_dk = u^T tanh(W_n n_dk + W_s s_d + b); empty days -> beta = 0
         _, beta = self.selection(n.reshape(b * t, k, hs), mask.reshape(b * t, k), context=s.reshape(b * t, hs).to(n.dtype))

@@ -21,6 +21,7 @@ from lightquant.models.layers import (
     check_bool,
     check_non_negative_float,
     check_positive_int,
+    packed,
 )
 
 
@@ -115,8 +116,8 @@ class StockNet(nn.Module):
                 )
             b, t, k, _ = batch.news.shape
             mask = batch.news_mask.bool()  # (B, T, K)
-            news = batch.news.masked_fill(~mask.unsqueeze(-1), 0.0)  # padding may hold garbage
-            m = torch.tanh(self.text_proj(news))  # (B, T, K, H) message embeddings
+            # message embeddings of the real texts only (padding may hold garbage: never read)
+            m = packed(lambda e: torch.tanh(self.text_proj(e)), batch.news, mask)  # (B, T, K, H)
             c, _ = self.text_attention(m.reshape(b * t, k, -1), mask.reshape(b * t, k))  # (B*T, H), 0 for no text
             parts.append(c.reshape(b, t, -1))  # (B, T, H)
         if self.use_price:

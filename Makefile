@@ -8,6 +8,8 @@ TORCH_SPEC ?= torch==2.13.0
 INSTALLED := $(VENV)/.installed
 ARGS ?=
 PYTEST_ARGS ?=
+# make train's quick start (conf/experiment/quickstart.yaml); `make train QUICK=` trains the research defaults
+QUICK ?= experiment=quickstart
 # test workers (pytest-xdist; a module stays on one worker, so its fixtures are built once); 0 = in-process
 PYTEST_JOBS ?= 2
 PYTEST_XDIST = $(if $(filter 0,$(PYTEST_JOBS)),,-n $(PYTEST_JOBS) --dist loadfile)
@@ -40,8 +42,8 @@ $(INSTALLED): pyproject.toml
 
 install: $(INSTALLED) ## Create .venv and install LightQuant with its dependencies (torch pinned by TORCH_SPEC)
 
-train: $(INSTALLED) ## Train the default model (LSTM) on the built-in synthetic market; extra overrides in ARGS="..."
-	$(BIN)/python train.py $(ARGS)
+train: $(INSTALLED) ## Quick start: the LSTM on a small built-in market, ~2 min on 2 cores (QUICK= for the full defaults); overrides in ARGS="..."
+	$(BIN)/python train.py $(QUICK) $(ARGS)
 
 predict: $(INSTALLED) ## Ranked signals for the session after DATE (default: the data's last day) from CKPT (an export or run dir)
 	$(BIN)/python predict.py ckpt=$(CKPT) date=$(DATE) $(ARGS)
@@ -65,7 +67,7 @@ test: $(INSTALLED) ## Run the test suite (real-data tests use LIGHTQUANT_DATA or
 test-fast: $(INSTALLED) ## Run the tests without the slow end-to-end ones
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_XDIST) $(PYTEST_ARGS)
 
-bench: $(INSTALLED) ## Benchmarks (BENCHMARKS.md): engine, data path, precision, data prep, scaling, sweeps, quality, recipes, model speed; hours
+bench: $(INSTALLED) ## Benchmarks (BENCHMARKS.md): engine, data path, precision, data prep, scaling, sweeps, quality, recipes, model speed, start-up; hours
 	$(BIN)/python -m benchmarks.run $(ARGS)
 
 bench-quick: $(INSTALLED) ## Shorter benchmarks (~30 min on 2 cores; quality: 1 seed x 5 epochs); ARGS="--sections 1,2" picks

@@ -119,7 +119,7 @@ def thread_policy(name: str, overrides: list[str], s: Settings, items: int) -> d
             trainer.train_epoch(data)
 
         cases = {"one": fixed(1), "all": fixed(cores), "auto": auto}
-        reps = s.pick(1, 5, 9)
+        reps = s.pick(1, 5, 15)  # the policy's count equals one of the others: only noise moves the ratio
         with busy_core(600) if load == "loaded" else contextlib.nullcontext():
             policy.start()  # as a run starts: the load measured over a first interval
             times = interleaved(cases, reps=reps)

@@ -64,9 +64,10 @@ def test_smoke_in_process_sections(tmp_path):
 
 @pytest.mark.slow
 def test_smoke_subprocess_sections(tmp_path):
-    """Sections 6 (a real Optuna sweep) and 7 (train.py per model/seed) run train.py itself."""
-    run(["--smoke", "--sections", "6,7", "--results-dir", str(tmp_path / "results"), "--out", str(tmp_path / "r.json")])
-    sections = check_structure(tmp_path / "r.json", [6, 7])
+    """Sections 6 (a real Optuna sweep), 7 (train.py per model/seed) and 11 (start-up) run train.py itself."""
+    run(["--smoke", "--sections", "6,7,11", "--results-dir", str(tmp_path / "results"), "--out", str(tmp_path / "r.json")])
+    sections = check_structure(tmp_path / "r.json", [6, 7, 11])
+    assert [r[0] for r in sections[11]["tables"][0]["rows"]][:2] == ["`python train.py --help`", "`python train.py --cfg job`"]
     assert len(sections[6]["tables"][0]["rows"]) == 2  # two trials
     (run_,) = sections[7]["data"]["runs"]
     assert not run_["failed"] and 0 <= run_["test_accuracy"] <= 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import re
 import socket
@@ -73,11 +74,15 @@ def test_failing_run_is_finished_and_the_next_one_starts(tmp_path, no_network):
 
 
 @pytest.mark.skipif(importlib.util.find_spec("swanboard") is not None, reason="the dashboard extra is installed")
-def test_local_mode_without_the_dashboard_extra_writes_an_offline_run(tmp_path, no_network, caplog):
-    _warn_no_dashboard.cache_clear()  # warned once per process
-    with offline(tmp_path, mode="local") as tracker:
+def test_local_mode_without_the_dashboard_extra_writes_an_offline_run(tmp_path, no_network, caplog, capfd):
+    _warn_no_dashboard.cache_clear()  # said once per process
+    with caplog.at_level(logging.INFO), offline(tmp_path, mode="local") as tracker:
         assert tracker.mode == "offline"
     assert "make dashboard" in caplog.text
+    # a quiet console: SwanLab's banner and sync hints go to the log, one "Tracking:" line says where
+    out = capfd.readouterr()
+    assert "swanlab" not in (out.out + out.err).lower()
+    assert caplog.text.count("Tracking: SwanLab offline run in") == 1 and "swanlab sync" in caplog.text
     assert len(swanlab_runs(tmp_path / "swanlog")) == 1
 
 

@@ -103,7 +103,8 @@ def validate_config(cfg: DictConfig) -> None:
         return OmegaConf.select(cfg, key)
 
     _integers(cfg, ("dataset.look_back_window", "dataset.batch_size", "trainer.epochs", "dataset.max_num_tweets_len",
-                    "trainer.eval_batch_size", "model.hidden_size", "trainer.num_threads"))
+                    "trainer.eval_batch_size", "model.hidden_size", "trainer.num_threads", "trainer.limit_train_batches"))
+    _integers(cfg, ("trainer.overfit_batches", "trainer.profile_steps"), low=0)
     seed = get("seed")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"seed={seed!r} must be an integer >= 0")

@@ -32,6 +32,7 @@ from lightquant.engine import (
     seed_everything,
 )
 from lightquant.engine.checkpoint import apply_weights, load_weights
+from lightquant.engine.profiling import TorchProfiler
 from lightquant.engine.threads import cpu_threads
 from lightquant.errors import ConfigError
 from lightquant.evaluation.predictions import predict_frame
@@ -182,7 +183,10 @@ def _train(cfg: DictConfig, callbacks: Sequence[object], out_dir: Path, is_main:
         penalty_params=list(t.penalty.params) if t.get("penalty") else [],
         checkpoint_dir=out_dir / "checkpoints",
         checkpoint_extra={"config": resolved},
-        callbacks=[*callbacks, CurvesPlot(out_dir, title=f"{cfg.model_name} on {cfg.dataset.name}")],
+        callbacks=[*callbacks, CurvesPlot(out_dir, title=f"{cfg.model_name} on {cfg.dataset.name}"),
+                   *([TorchProfiler(int(t.profile_steps), out_dir)] if t.get("profile_steps") else [])],
+        limit_train_batches=t.get("limit_train_batches"),
+        overfit_batches=int(t.get("overfit_batches") or 0),
     )
     if t.get("resume"):
         trainer.resume(t.resume)  # epoch, optimizer, scheduler, early stopping, best weights, RNG, history

@@ -47,6 +47,11 @@ class EarlyStopping:
         return improved
 
     @property
+    def epochs_left(self) -> int | None:
+        """Epochs until a stop if the monitor does not improve again (None: never stops early)."""
+        return None if self.patience is None else max(0, self.patience - self.bad_epochs)
+
+    @property
     def should_stop(self) -> bool:
         return self.patience is not None and self.bad_epochs >= self.patience
 

@@ -18,8 +18,9 @@ simple), with rank 0's validation metrics broadcast so all ranks stop together. 
 writes checkpoints and runs callbacks.
 
 Trackers, plots and the like attach as callbacks: objects with any of
-``on_epoch_end(trainer, row)`` (``row`` = the epoch's logged metrics) and
-``on_fit_end(trainer)``; the engine imports none of them.
+``on_epoch_end(trainer, row)`` (``row`` = the epoch's logged metrics),
+``on_train_step_end(trainer)`` (after every optimizer step) and ``on_fit_end(trainer)``;
+the engine imports none of them.
 """
 
 from __future__ import annotations
@@ -121,6 +122,8 @@ class Trainer:
         checkpoint_extra: dict | None = None,
         progress: bool | None = None,
         callbacks: Sequence[object] = (),
+        limit_train_batches: int | None = None,
+        overfit_batches: int = 0,
     ) -> None:
         if epochs < 1:
             raise ConfigError(f"trainer.epochs={epochs} must be >= 1")
@@ -128,6 +131,11 @@ class Trainer:
             raise ConfigError(f"dataset.batch_size={batch_size} must be >= 1")
         if accumulate_grad_batches < 1:
             raise ConfigError(f"trainer.accumulate_grad_batches={accumulate_grad_batches} must be >= 1")
+        if limit_train_batches is not None and limit_train_batches < 1:
+            raise ConfigError(f"trainer.limit_train_batches={limit_train_batches} must be >= 1 (or null: all)")
+        if overfit_batches < 0:
+            raise ConfigError(f"trainer.overfit_batches={overfit_batches} must be >= 0 (0: off)")
+        self.limit_train_batches, self.overfit_batches = limit_train_batches, overfit_batches
         self.criterion: Criterion = get_criterion(loss)
         if not penalty_weight >= 0:
             raise ConfigError(f"trainer.penalty.weight={penalty_weight} must be >= 0")
@@ -195,16 +203,23 @@ class Trainer:
         # Each micro-batch's mean loss is weighted by its share of its step's labels, so
         # accumulation and DDP give the gradient of the whole step's mean loss.
         labels = s.mask.reshape(len(s), -1).sum(1).float() if s.mask is not None else torch.ones(len(s), device=data.device)
-        order = self._epoch_order(len(s)).to(data.device)  # the same on every rank
         step_size = self.effective_batch_size
-        n_steps = (len(s) + step_size - 1) // step_size
+        if self.overfit_batches:  # the same first items every epoch, unshuffled: can the model fit them?
+            order = torch.arange(min(len(s), self.overfit_batches * step_size))
+        else:
+            order = self._epoch_order(len(s))  # the same on every rank
+            if self.limit_train_batches:  # a shuffled sample of the epoch: quick checks
+                order = order[: self.limit_train_batches * step_size]
+        order = order.to(data.device)
+        self.last_epoch_items = len(order)
+        n_steps = (len(order) + step_size - 1) // step_size
         total = torch.zeros(2, device=self.device)  # loss x labels, labels; on device: no CPU sync per step
         with Progress(
             TextColumn(f"epoch {self.epoch + 1}/{self.epochs}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
             TimeRemainingColumn(), transient=True, disable=not (self.progress and n_steps >= PROGRESS_MIN_BATCHES),
         ) as bar:
             task = bar.add_task("train", total=n_steps)
-            for i in range(0, len(s), step_size):
+            for i in range(0, len(order), step_size):
                 step = order[i : i + step_size]  # this optimizer step's items, all ranks
                 n_step = labels[step].sum().clamp_min(1).to(self.device)
                 micro, live = self._micro_batches(step)
@@ -230,6 +245,7 @@ class Trainer:
                 self.scaler.update()
                 self.optimizer.zero_grad(set_to_none=True)
                 bar.advance(task)
+                self._callback("on_train_step_end")
         if self.ddp:
             dist.all_reduce(total)  # the logged loss covers every rank's items
         mean = float(total[0] / total[1].clamp_min(1))
@@ -269,17 +285,21 @@ class Trainer:
             self.epoch += 1
             gpu = gpu_stats(self.device)
             row = {"epoch": self.epoch, "lr": lr, "train/loss": train_loss, **{f"val/{k}": v for k, v in val.items()},
-                   "time/epoch_s": time.perf_counter() - t0, "time/train_items_per_s": len(data.splits["train"]) / train_s,
+                   "time/epoch_s": time.perf_counter() - t0, "time/train_items_per_s": self.last_epoch_items / train_s,
                    **gpu}
             self.history.append(row)
             improved = self.early_stopping.step(row, self.epoch)
             if improved:
                 self.best_state = copy.deepcopy(self.raw_model.state_dict())
             elapsed = time.perf_counter() - start
-            eta = elapsed / (self.epoch - first_epoch) * (self.epochs - self.epoch)
+            per_epoch = elapsed / (self.epoch - first_epoch)
+            eta = _fmt_time(per_epoch * (self.epochs - self.epoch))
+            left = self.early_stopping.epochs_left
+            if left is not None and left < self.epochs - self.epoch:  # early stopping may end it sooner
+                eta += f" (or {_fmt_time(per_epoch * left)}: stops after {left} more without gain)"
             log.info(
                 "epoch %d/%d | %s elapsed, ETA %s | train loss %.4f | val loss %.4f acc %.4f mcc %.4f | lr %.2e%s%s",
-                self.epoch, self.epochs, _fmt_time(elapsed), _fmt_time(eta), train_loss,
+                self.epoch, self.epochs, _fmt_time(elapsed), eta, train_loss,
                 val["loss"], val["accuracy"], val["mcc"], lr, " | " + gpu_status(self.device, gpu) if gpu else "",
                 " *" if improved else "",
             )

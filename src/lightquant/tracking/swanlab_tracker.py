@@ -11,12 +11,15 @@ the environment itself, and this module only checks that it is set.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
+import io
 import logging
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -91,10 +94,9 @@ def check_mode(mode: str) -> str:
 
 @functools.cache  # once per process, not once per sweep trial
 def _warn_no_dashboard() -> None:
-    log.warning(
-        "tracker.mode=local needs the SwanLab dashboard extra (`make dashboard`, or "
-        "pip install -e '.[dashboard]'); writing offline runs instead (`swanlab sync` uploads them)"
-    )
+    # info, not a warning: the run is tracked all the same; the "Tracking:" line says where
+    log.info("tracker.mode=local without the SwanLab dashboard extra (`make dashboard` installs it): "
+             "offline runs instead")
 
 
 class SwanLabTracker(Tracker):
@@ -126,20 +128,22 @@ class SwanLabTracker(Tracker):
             interactive=False,
             probe={"monitor": probes, "hardware": probes, "requirements": probes, "git": probes},
         )
-        self.run = swanlab.init(
-            mode=self.mode,
-            project=project,
-            workspace=workspace,
-            name=experiment_name,
-            group=group,
-            tags=list(tags),
-            description=description or None,  # SwanLab rejects ""
-            config=dict(config),
-            log_dir=str(self.log_dir),
-            settings=settings,
-            reinit=True,  # finish a run some earlier code left open rather than fail
-        )
+        with _quiet():  # SwanLab's banner and sync hints: one line of ours below instead
+            self.run = swanlab.init(
+                mode=self.mode,
+                project=project,
+                workspace=workspace,
+                name=experiment_name,
+                group=group,
+                tags=list(tags),
+                description=description or None,  # SwanLab rejects ""
+                config=dict(config),
+                log_dir=str(self.log_dir),
+                settings=settings,
+                reinit=True,  # finish a run some earlier code left open rather than fail
+            )
         self._last_step = 0
+        log.info("Tracking: %s", self.where())
 
     def log(self, values: Mapping[str, Any], step: int | None = None) -> None:
         nums = numeric_items(values)
@@ -160,13 +164,35 @@ class SwanLabTracker(Tracker):
         self._swanlab.config.update({k: v for k, v in metrics.items()
                                      if isinstance(v, (str, int, float)) and k not in config})
 
+    def where(self) -> str:
+        """Where this run's data goes and how to look at it, in one line."""
+        run_dir = getattr(self.run, "dir", None) or self.log_dir
+        if self.mode == "online":
+            return f"SwanLab cloud run {getattr(self.run, 'url', '') or run_dir}"
+        view = "`make dashboard` to browse" if self.mode == "local" else f"`swanlab sync {run_dir}` to upload"
+        return f"SwanLab {self.mode} run in {run_dir} ({view}; tracker=disabled for none)"
+
     def finish(self, error: BaseException | None = None) -> None:
-        if error is None:
-            self._swanlab.finish()
-        elif isinstance(error, KeyboardInterrupt):
-            self._swanlab.finish(state="aborted")
-        else:
-            self._swanlab.finish(state="crashed", error=f"{type(error).__name__}: {error}")
+        with _quiet():
+            if error is None:
+                self._swanlab.finish()
+            elif isinstance(error, KeyboardInterrupt):
+                self._swanlab.finish(state="aborted")
+            else:
+                self._swanlab.finish(state="crashed", error=f"{type(error).__name__}: {error}")
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """SwanLab's console output (a banner, the run folder, a sync hint at start and again at the
+    end) kept out of the console: into the run's log at debug level."""
+    buf = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
+            yield
+    finally:
+        if buf.getvalue().strip():
+            log.debug("swanlab: %s", buf.getvalue().strip())
 
 
 def start_tracker(

@@ -73,3 +73,14 @@ def test_an_unwritable_output_folder_is_one_line(script, tmp_path):
                           capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert "cannot write the output folder" in proc.stderr and "hydra.run.dir=<folder>" in proc.stderr
+
+
+@pytest.mark.slow
+def test_warnings_are_one_log_line_without_the_library_source(tmp_path):
+    """SCINet's padding note (seq_len 7 is not a multiple of 4), raised inside Hydra's instantiate:
+    one log line naming it, not a stderr print quoting Hydra's source line."""
+    proc = run("train.py", "debug=fast", "model=scinet", tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = proc.stdout + proc.stderr
+    assert "[py.warnings][WARNING] - UserWarning: SCINet: seq_len=7" in out
+    assert "result = _target_(" not in out and "_instantiate2.py" not in out

@@ -41,8 +41,36 @@ def debug_enabled() -> bool:
     return os.environ.get("LIGHTQUANT_DEBUG", "").lower() not in ("", "0", "false", "no")
 
 
+def _warning_line(message, category, filename, lineno, line=None) -> str:
+    return f"{category.__name__}: {message}"
+
+
+@contextmanager
+def warnings_as_log_lines() -> Iterator[None]:
+    """Python warnings (ours, e.g. SCINet's padding note, and the libraries') as one log line each,
+    ``UserWarning: <message>``, in the console and the run's log, instead of a raw stderr print
+    quoting whichever library line raised them (often Hydra's ``instantiate``)."""
+    import warnings
+
+    previous = warnings.formatwarning
+    warnings.formatwarning = _warning_line
+    logging.captureWarnings(True)
+    try:
+        yield
+    finally:
+        logging.captureWarnings(False)
+        warnings.formatwarning = previous
+
+
 @contextmanager
 def one_line_errors(multirun: bool = False) -> Iterator[None]:
+    """The entry points' wrapper: user errors as one line (module docstring), warnings as log lines."""
+    with warnings_as_log_lines(), _user_errors(multirun):
+        yield
+
+
+@contextmanager
+def _user_errors(multirun: bool) -> Iterator[None]:
     try:
         yield
     except UserError as e:

@@ -27,15 +27,13 @@ def main(cfg: DictConfig) -> float:
     with one_line_errors(multirun):
         validate_config(cfg)
         from lightquant.engine import process_group
-        from lightquant.run import optimized_metric, train
-        from lightquant.tracking.from_config import tracker_from_config
+        from lightquant.run import optimized_metric, train_tracked
 
         # trainer=ddp under torchrun: one process group for the run, left even when training fails
         ddp = process_group(cfg.trainer.get("distributed", False), cfg.trainer.device, multirun=multirun)
         try:
-            with ddp, tracker_from_config(cfg) as tracker:  # finishes the tracker's run even when training fails
-                metrics = train(cfg, callbacks=[tracker])
-                tracker.log_summary(metrics)
+            with ddp:
+                metrics = train_tracked(cfg)  # finishes the tracker's run even when training fails
                 # read by the Optuna sweeper; a non-finite value raises, and the sweeper marks the trial failed
                 return optimized_metric(metrics, cfg.optimized_metric)
         except Exception as e:

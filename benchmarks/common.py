@@ -218,17 +218,12 @@ def run_child(target: str, kwargs: dict, threads: int, timeout: float = 3600, en
 # ---------------------------------------------------------------------- configs
 def compose(overrides: Sequence[str] = ()):
     """The project's config as ``python train.py <overrides>`` composes it (outside a Hydra run)."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict
 
-    import lightquant.run  # noqa: F401  registers the lq.* resolvers the configs use
+    import lightquant
 
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = hydra_compose("train", overrides=list(overrides), return_hydra_config=True)
+    cfg = lightquant.compose(*overrides)
     HydraConfig.instance().set_config(cfg)  # so ${hydra:...} (model_name, output_dir) resolves
     with open_dict(cfg):
         del cfg.hydra

@@ -7,8 +7,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
@@ -18,6 +16,7 @@ from omegaconf import DictConfig, open_dict
 torch.set_num_threads(1)
 os.environ["OMP_NUM_THREADS"] = "1"
 
+import lightquant  # noqa: E402
 import lightquant.run  # noqa: E402, F401  (registers the lq.len resolver)
 
 # No experiment tracking in tests, train.py subprocesses included (they inherit it): conf/tracker
@@ -66,10 +65,7 @@ def acl18_root() -> Path:
 
 def make_cfg(tmp_path: Path, overrides: list[str] = (), tiny: bool = True) -> DictConfig:
     """Compose conf/train.yaml like `python train.py <overrides>` would, outputs under tmp_path."""
-    ov = list(TINY if tiny else []) + list(overrides)
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("train", overrides=ov, return_hydra_config=True)
+    cfg = lightquant.compose(*(TINY if tiny else []), *overrides)
     HydraConfig.instance().set_config(cfg)  # so ${hydra:...} resolves as in a real run
     with open_dict(cfg):
         cfg.paths.output_dir = str(tmp_path / "run")

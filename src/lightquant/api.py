@@ -77,16 +77,13 @@ def _runtime(cfg: DictConfig) -> DictConfig:
 def train(cfg: DictConfig, callbacks: tuple = ()) -> dict[str, Any]:
     """``python train.py`` for a composed config: returns the run's metrics (``metrics.json``).
     Set ``tracker=swanlab`` in the overrides for tracking; the default follows conf/tracker."""
-    from lightquant.run import train as run_train
-    from lightquant.tracking.from_config import tracker_from_config
+    from lightquant.run import train_tracked
 
     cfg = _runtime(cfg)
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    with _run_log(out_dir / "train.log"), tracker_from_config(cfg) as tracker:
-        metrics = run_train(cfg, callbacks=[tracker, *callbacks])
-        tracker.log_summary(metrics)
-    return metrics
+    with _run_log(out_dir / "train.log"):
+        return train_tracked(cfg, callbacks)
 
 
 @contextmanager

@@ -136,6 +136,17 @@ def train(cfg: DictConfig, callbacks: Sequence[object] = ()) -> dict[str, Any]:
         return _train(cfg, callbacks, out_dir, is_main)
 
 
+def train_tracked(cfg: DictConfig, callbacks: Sequence[object] = ()) -> dict[str, Any]:
+    """:func:`train` with the run's tracker (conf/tracker), finished whatever happens, as
+    ``train.py`` and ``lightquant.train`` run it."""
+    from lightquant.tracking.from_config import tracker_from_config
+
+    with tracker_from_config(cfg) as tracker:
+        metrics = train(cfg, callbacks=[tracker, *callbacks])
+        tracker.log_summary(metrics)
+    return metrics
+
+
 def _train(cfg: DictConfig, callbacks: Sequence[object], out_dir: Path, is_main: bool) -> dict[str, Any]:
     t = cfg.trainer
     threads = cpu_threads(t.get("num_threads"))  # measures other processes' load over the set-up below

@@ -2,11 +2,15 @@
 and what keeping only a batch's used text slots (``MarketData.batch``) gives the news models.
 
 Throughput: each model's ``Trainer.train_epoch`` over the same training items, repeated, median
-epoch time, at batch 64 and 512. Text slots: two copies of each news model with the same weights
+epoch time, at batch 64 and 512; FLOPs of one counted training step per sample, and the share of a
+measured GEMM rate they reach. Text slots: two copies of each news model with the same weights
 take training steps on the same batches in alternation (rounds swapped A B / B A), one on the
 batch as ``MarketData.batch`` gives it (the slots some window uses), one on the same batch widened
 back to all ``max_num_tweets_len`` slots (what every step computed before); paired ratio of the
 round times, and the largest difference of the two copies' outputs on a fresh batch afterwards.
+Then the thread policy idle and loaded, the speed against the commit before the speed work, and
+against the research code this project replaces when a checkout of it is given
+(``LIGHTQUANT_RESEARCH_CODE``).
 """
 
 from __future__ import annotations
@@ -74,9 +78,68 @@ def epoch_data(name: str, overrides: list[str], s: Settings, items: int):
     return data, model, samples
 
 
+def lstm_flops(m: torch.nn.LSTM, steps: int) -> int:
+    """Forward FLOPs of ``m`` over ``steps`` (sample, time step) pairs: four gates, each a matmul of
+    the layer input and of the hidden state (a multiply-add is two FLOPs)."""
+    dirs, h, total = 2 if m.bidirectional else 1, m.hidden_size, 0
+    for layer in range(m.num_layers):
+        inp = m.input_size if layer == 0 else h * dirs
+        total += dirs * 4 * 2 * steps * (inp + h) * h
+    return total
+
+
+def flops_per_sample(model: torch.nn.Module, batch, samples: int) -> float:
+    """FLOPs of one training step (forward, loss, backward) on ``batch`` per sample, counted by
+    torch's FlopCounterMode (matmuls, convolutions, attention). nn.LSTM runs one fused CPU kernel
+    the counter cannot see: each LSTM it counted nothing for is counted analytically, forward from
+    its sizes and the steps it ran, backward as twice that (the gradients of inputs and weights)."""
+    from torch.nn.utils.rnn import PackedSequence
+    from torch.utils.flop_counter import FlopCounterMode
+
+    loop = BareLoop(twin(model), None, 64)
+    steps: dict[str, int] = {}
+    hooks = []
+    for name, m in loop.model.named_modules():
+        if isinstance(m, torch.nn.LSTM):
+            def seen(mod, args, out, name=name):
+                x = args[0]
+                n = int(x.batch_sizes.sum()) if isinstance(x, PackedSequence) else x.shape[0] * x.shape[1]
+                steps[name] = steps.get(name, 0) + n
+            hooks.append(m.register_forward_hook(seen))
+    loop.model.train()
+    try:
+        with FlopCounterMode(display=False) as counter:
+            loop.step(batch)
+    finally:
+        for h in hooks:
+            h.remove()
+    counted = counter.get_flop_counts()  # keyed "<model class>.<module name>"
+    root = type(loop.model).__name__
+    lstms = dict(loop.model.named_modules())
+    extra = sum(3 * lstm_flops(lstms[n], k) for n, k in steps.items()
+                if not sum(counted.get(f"{root}.{n}", {}).values()))
+    return (counter.get_total_flops() + extra) / samples
+
+
+def gemm_rate(n: int = 1024, reps: int = 5) -> float:
+    """FLOP/s of an fp32 (n, n) @ (n, n) matmul on this process's threads: the machine's ceiling
+    the models' share is measured against."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b  # warm-up
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - t0)
+    return 2 * n**3 / median(times)
+
+
 def throughput(name: str, overrides: list[str], s: Settings, items: int) -> dict:
     data, model, samples = epoch_data(name, overrides, s, items)
     out = {"model": name, "params": sum(p.numel() for p in model.parameters()), "items": samples}
+    b = data.batch("train", torch.arange(min(64, len(data.splits["train"]))))
+    per_batch = int(b.y_mask.sum()) if data.layout == "date" and b.y_mask is not None else b.stock.shape[0]
+    out["flops_per_sample"] = flops_per_sample(model, b, per_batch)
     for bs in (64, 512):
         trainer = engine(twin(model), bs)
         times = interleaved({"epoch": lambda: trainer.train_epoch(data)}, reps=s.pick(1, 3, 5))["epoch"]
@@ -204,6 +267,44 @@ def vs_commit(s: Settings, market: list[str], text_data: list[str], label: str) 
         return rows
 
 
+#: a checkout of the research code this project replaces (github.com/ECNU-CILAB/LightQuant), when the
+#: person running the benchmarks has one; neither shipped nor downloaded
+RESEARCH_ENV = "LIGHTQUANT_RESEARCH_CODE"
+
+
+def vs_research(s: Settings, market: list[str]) -> list[dict] | None:
+    """LSTM and SCINet through the research code's own loop (``research_child.py``) and through this
+    project's engine (``speed_child.py``) at equal settings, one child process each, alternating round
+    by round; batch 64, one thread. None when no checkout is given."""
+    from benchmarks.research_child import SETTINGS
+
+    root = os.environ.get(RESEARCH_ENV)
+    if not root:
+        return None
+    if not (Path(root) / "model").is_dir():
+        raise SystemExit(f"{RESEARCH_ENV}={root}: no model/ folder there; point it at a checkout of the research "
+                         "code (github.com/ECNU-CILAB/LightQuant) or unset it")
+    items, reps = str(s.pick(128, 1024, 2048)), str(s.pick(1, 3, 3))
+    rows = []
+    for model in s.pick(("lstm",), tuple(SETTINGS), tuple(SETTINGS)):
+        cmds = {
+            "research": [sys.executable, str(ROOT / "benchmarks" / "research_child.py"), "--root", root,
+                         "--model", model, "--items", items, "--reps", reps],
+            "project": [sys.executable, str(ROOT / "benchmarks" / "speed_child.py"), "--root", str(ROOT),
+                        "--model", model, "--items", items, "--reps", reps, "--cache", str(s.out_dir / "cache-vs" / "now"),
+                        "--", *market, *SETTINGS[model]["project"]],
+        }
+        speed = {name: [] for name in cmds}
+        for r in range(s.pick(1, 2, 3)):
+            for name in (list(cmds) if r % 2 == 0 else list(reversed(cmds))):
+                out = subprocess.run(cmds[name], capture_output=True, text=True, check=True, env=child_env(1), cwd=ROOT)
+                speed[name].append(json.loads(out.stdout.strip().splitlines()[-1])["samples_per_s"])
+        rows.append({"model": model, "settings": " ".join(SETTINGS[model]["project"]),
+                     "research": median(speed["research"]), "project": median(speed["project"]),
+                     "ratio": median([p / r for p, r in zip(speed["project"], speed["research"])]), "rounds": speed})
+    return rows
+
+
 def section(s: Settings) -> Section:
     from benchmarks.quality import SMOKE_DATA, data_root
 
@@ -211,13 +312,25 @@ def section(s: Settings) -> Section:
     market = SMOKE_DATA if s.mode == "smoke" else [f"dataset.source.n_stocks={s.pick(8, 20, 50)}"]
     items = s.pick(256, 4096, 16384)
     speed = [throughput(m, market, s, items) for m in ALL_MODELS]
+    gemm = gemm_rate(reps=s.pick(2, 5, 9))
+    for r in speed:
+        r["gemm_share"] = r["flops_per_sample"] * r["samples_per_s_64"] / gemm
     sec = Section(10, "Model speed", DESCRIPTION)
     sec.tables.append(Table(
         f"Training throughput, synthetic market ({market[0]}), about {items} training samples per epoch (fewer when "
         "the split is smaller), one thread",
-        ["model", "parameters", "train samples/s, batch 64", "train samples/s, batch 512"],
-        [[r["model"], f"{r['params']:,}", fmt(r["samples_per_s_64"], 0), fmt(r["samples_per_s_512"], 0)]
-         for r in speed]))
+        ["model", "parameters", "train samples/s, batch 64", "train samples/s, batch 512",
+         "MFLOP / sample (forward + backward)", "share of the GEMM rate, batch 64"],
+        [[r["model"], f"{r['params']:,}", fmt(r["samples_per_s_64"], 0), fmt(r["samples_per_s_512"], 0),
+          fmt(r["flops_per_sample"] / 1e6, 2), f"{100 * r['gemm_share']:.1f} %"] for r in speed]))
+    sec.notes.append(
+        "FLOPs: one training step at batch 64 (forward, loss, backward; a multiply-add is two FLOPs) counted by "
+        "`torch.utils.flop_counter.FlopCounterMode`, which counts matrix products, convolutions and attention, "
+        "not elementwise work (activations, dropout, the optimizer); nn.LSTM's fused CPU kernel is invisible to it, "
+        "so each LSTM is counted from its sizes and the time steps it ran, backward as twice the forward. Share of "
+        f"the GEMM rate: FLOPs / sample x samples/s at batch 64, over an fp32 1024 x 1024 matmul on one thread "
+        f"measured in this run ({gemm / 1e9:.1f} GFLOP/s): how far each model is from what the core does on "
+        "large products; small models are bound by per-operator overhead instead.")
     root = data_root()
     if s.mode != "smoke" and root is not None and (root / "CSMD50").is_dir():
         text_data, label = ["dataset=csmd50", f"dataset.root={root / 'CSMD50'}"], "CSMD50 sample"
@@ -279,8 +392,26 @@ def section(s: Settings) -> Section:
             "tests/test_news_slots.py, SCINet's per-block tree in tests/test_scinet.py, the StockNet/PEN per-day "
             "decoders in tests/test_stocknet.py and tests/test_pen.py, the attention context in tests/test_models.py); "
             "the dropout masks and the fused AdamW step draw or round differently, as any seed change would.")
-    sec.notes.append("Not yet measured here: FLOPs per sample and the share of a measured GEMM rate, and the "
-                     "research code at equal settings.")
-    sec.data = {"throughput": speed, "slots": res, "threads": pol, "vs_commit": vs}
+    research = vs_research(s, market)
+    if research is None:
+        sec.notes.append(
+            f"Against the research code this project replaces: not measured in this run (set {RESEARCH_ENV} to a "
+            "checkout of github.com/ECNU-CILAB/LightQuant to add the table).")
+    else:
+        sec.tables.append(Table(
+            "Against the research code this project replaces (github.com/ECNU-CILAB/LightQuant, its models and its "
+            f"training loop), equal settings, synthetic windows of the same shape ({market[0]} on this side): train "
+            "samples/s at batch 64, one thread, the two alternating round by round",
+            ["model", "settings (this project's overrides)", "samples/s, research code", "samples/s, this project",
+             "this project / research code (median of rounds)"],
+            [[r["model"], f"`{r['settings']}`", fmt(r["research"], 0), fmt(r["project"], 0), f"{r['ratio']:.2f}x"]
+             for r in research]))
+        sec.notes.append(
+            "Against the research code: `benchmarks/research_child.py` imports its `model/` unchanged and runs the loop "
+            "of its `single_exp/train.py` (a map-style dataset read one sample at a time by a DataLoader, BCELoss on "
+            "sigmoid outputs, Adam, clipping at 5, `loss.item()` every step); this side is `benchmarks/speed_child.py` "
+            "through the engine with the overrides shown. Its LSTM has a BatchNorm before the head, ours none; "
+            "otherwise the sizes match (SCINet: its `hidden_dim` multiplies the 5 features, 12 x 5 = 60 channels).")
+    sec.data = {"research_code": research, "throughput": speed, "gemm_flops_per_s": gemm, "slots": res, "threads": pol, "vs_commit": vs}
     sec.seconds = time.perf_counter() - t0
     return sec

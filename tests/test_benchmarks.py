@@ -31,7 +31,27 @@ def check_structure(path, ids):
     return sections
 
 
-def test_smoke_in_process_sections(tmp_path):
+#: a stand-in for a checkout of the research code (its ``model/LSTM.py`` constructor and output): the
+#: comparison's mechanics run in CI, its figures need the real checkout (LIGHTQUANT_RESEARCH_CODE)
+FAKE_RESEARCH_LSTM = """
+import torch
+from torch import nn
+
+class LSTM(nn.Module):
+    def __init__(self, input_size=5, hidden_size=64, num_layers=2, output_size=1, dropout=0.2, batch_first=True):
+        super().__init__()
+        self.rnn = nn.LSTM(input_size, hidden_size, num_layers, batch_first=batch_first, dropout=dropout)
+        self.linear = nn.Linear(hidden_size, output_size)
+
+    def forward(self, x):
+        return torch.sigmoid(self.linear(self.rnn(x)[0][:, -1]))
+"""
+
+
+def test_smoke_in_process_sections(tmp_path, monkeypatch):
+    (tmp_path / "research" / "model").mkdir(parents=True)
+    (tmp_path / "research" / "model" / "LSTM.py").write_text(FAKE_RESEARCH_LSTM)
+    monkeypatch.setenv("LIGHTQUANT_RESEARCH_CODE", str(tmp_path / "research"))
     ids = [1, 2, 3, 4, 5, 8, 10]
     md = tmp_path / "BENCHMARKS.md"
     md.write_text("# Benchmarks\n\n## GPU\n\nHand-written GPU figures.\n")
@@ -46,6 +66,11 @@ def test_smoke_in_process_sections(tmp_path):
         "han", "stocknet", "pen"]
     policy = sections[10]["data"]["threads"]  # the thread policy's table, idle and beside a busy core
     assert len(policy) == 9 and all(min(r["loaded"]["auto_threads"]) >= 1 for r in policy)
+    speed = sections[10]["data"]["throughput"]  # FLOPs counted for every model, LSTMs included
+    assert all(r["flops_per_sample"] > 0 and 0 < r["gemm_share"] for r in speed)
+    assert sections[10]["data"]["gemm_flops_per_s"] > 0
+    research = sections[10]["data"]["research_code"]
+    assert [r["model"] for r in research] == ["lstm"] and research[0]["research"] > 0 and research[0]["project"] > 0
     vs = sections[10]["data"]["vs_commit"]  # None in a clone without the earlier commit
     assert vs is None or (vs[0]["model"] == "scinet" and vs[0]["before"] > 0 and vs[0]["now"] > 0)
     for i in (1, 2, 4):
@@ -107,3 +132,20 @@ def test_smoke_reproducibility_section_lists_every_recipe(tmp_path):
     rows = sections[9]["tables"][0]["rows"]
     assert {r[0] for r in rows} >= {"alstm_acl18", "adv_alstm_acl18", "stocknet_acl18", "han_acl18", "pen_acl18"}
     assert {r[1] for r in rows} == {"acl18", "acl18_stocknet"}
+
+
+def test_flop_count_sees_the_lstm_the_counter_cannot():
+    # torch's FlopCounterMode counts nothing for nn.LSTM's fused CPU kernel; the benchmark adds it
+    # from the sizes: forward 4 gates x (input + hidden) x hidden multiply-adds per step, backward twice
+    import torch
+    from benchmarks.model_speed import flops_per_sample
+
+    from lightquant.batch import Batch
+    from lightquant.models.lstm import LSTM
+
+    b, t, f, h = 8, 6, 5, 16
+    batch = Batch(x=torch.randn(b, t, f), y=torch.randint(0, 2, (b,)).float(), stock=torch.zeros(b, dtype=torch.long),
+                  date=torch.zeros(b, dtype=torch.long), row=torch.zeros(b, dtype=torch.long))
+    lstm_fwd = 4 * 2 * t * (f + h) * h  # per sample
+    head = 2 * h  # the linear head, per sample and product (forward; backward: input and weight gradients)
+    assert flops_per_sample(LSTM(f, hidden_size=h, layers=1, dropout=0.0), batch, b) == 3 * lstm_fwd + 3 * head

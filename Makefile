@@ -98,7 +98,7 @@ report: $(INSTALLED) ## Rewrite the report (leaderboard, best run, seed summary,
 	@test -n "$(DIR)" || { echo "usage: make report DIR=multirun/<time> [ARGS='--objective val/loss']"; exit 2; }
 	$(BIN)/python -m lightquant.sweeps $(DIR) $(ARGS)
 
-dashboard: $(INSTALLED) ## Local SwanLab dashboard of the runs in SWANLOG=swanlog (installs the dashboard extra if missing)
+dashboard: $(INSTALLED) ## Local SwanLab dashboard of the runs tracked with tracker.mode=local in SWANLOG=swanlog (installs the dashboard extra if missing)
 	@$(BIN)/python -c "import swanboard" 2>/dev/null || $(BIN)/pip install --quiet -e '.[dashboard]'
 	$(BIN)/python -m swanlab watch $(SWANLOG) --port $(PORT)
 

@@ -86,6 +86,15 @@ def test_local_mode_without_the_dashboard_extra_writes_an_offline_run(tmp_path, 
     assert len(swanlab_runs(tmp_path / "swanlog")) == 1
 
 
+def test_default_tracker_mode_is_the_one_swanlab_supports_without_deprecation(monkeypatch):
+    import lightquant
+
+    monkeypatch.delenv("SWANLAB_MODE", raising=False)  # the tests' own default is disabled
+    assert lightquant.compose().tracker.mode == "offline"  # local is swanlab.deprecated.local since 0.8
+    monkeypatch.setenv("SWANLAB_MODE", "local")
+    assert lightquant.compose().tracker.mode == "local"
+
+
 def test_cloud_mode_needs_the_api_key_from_the_environment(tmp_path, monkeypatch):
     monkeypatch.delenv("SWANLAB_API_KEY", raising=False)
     with pytest.raises(RuntimeError, match="export SWANLAB_API_KEY="):

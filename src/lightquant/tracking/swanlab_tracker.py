@@ -82,7 +82,7 @@ def check_mode(mode: str) -> str:
         raise LaunchError(
             f"tracker.mode={mode} uploads to SwanLab and needs your API key in the environment: "
             f"`export {API_KEY_ENV}=<key>` (SwanLab web -> Settings -> API Key), never in a config file; "
-            "or track without network: tracker.mode=local (default) / offline"
+            "or track without network: tracker.mode=offline (the default) / local"
         )
     if swan_mode == "local" and importlib.util.find_spec("swanboard") is None:
         # Local runs are only useful with the dashboard, an optional extra (its rich<14 pin
@@ -169,7 +169,8 @@ class SwanLabTracker(Tracker):
         run_dir = getattr(self.run, "dir", None) or self.log_dir
         if self.mode == "online":
             return f"SwanLab cloud run {getattr(self.run, 'url', '') or run_dir}"
-        view = "`make dashboard` to browse" if self.mode == "local" else f"`swanlab sync {run_dir}` to upload"
+        view = ("`make dashboard` to browse" if self.mode == "local"
+                else f"`swanlab sync {run_dir}` to upload, tracker.mode=local for `make dashboard`")
         return f"SwanLab {self.mode} run in {run_dir} ({view}; tracker=disabled for none)"
 
     def finish(self, error: BaseException | None = None) -> None:

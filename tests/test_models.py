@@ -230,6 +230,8 @@ def test_extra_loss_needs_training_forward():
         (AdvLSTM, {"epsilon": -1.0}, "epsilon"),
         (AdvLSTM, {"perturbation_size": -1.0}, "perturbation_size"),
         (AdvLSTM, {"adv_weight": -1.0}, "adv_weight"),
+        (LSTM, {"init": "keras"}, "init"),
+        (AdvLSTM, {"init": "keras"}, "init"),
     ],
 )
 def test_invalid_arguments(cls, kw, arg):

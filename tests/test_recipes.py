@@ -163,6 +163,33 @@ def test_mapping_sizes():
     assert m(random_batch(3, 10, 11)).shape == (3,)
 
 
+@pytest.mark.parametrize("cls", [LSTM, ALSTM, AdvLSTM])
+def test_tensorflow_init_is_glorot_with_zero_biases_and_the_forget_bias(cls):
+    # what the Adv-ALSTM authors' TF1 code starts from: glorot_uniform kernels, zero biases and
+    # BasicLSTMCell's forget_bias=1.0 (PyTorch's default: +-1/sqrt(hidden) everywhere)
+    torch.manual_seed(0)
+    m = cls(input_size=11, hidden_size=32, layers=1, mapping_size=11, init="tensorflow")
+    h = 32
+    assert torch.equal(m.rnn.bias_hh_l0, torch.zeros(4 * h))
+    b = m.rnn.bias_ih_l0
+    assert torch.equal(b[h : 2 * h], torch.ones(h)) and not b[:h].any() and not b[2 * h :].any()
+    bound = (6 / (11 + h + 4 * h)) ** 0.5  # one (input + hidden, 4 hidden) kernel in TF
+    for w in (m.rnn.weight_ih_l0, m.rnn.weight_hh_l0):
+        assert w.abs().max() <= bound and w.abs().max() > 0.9 * bound
+    assert not m.fc.bias.any() and not m.mapping.bias.any()
+    assert m.fc.weight.abs().max() <= (6 / sum(m.fc.weight.shape)) ** 0.5
+    torch.manual_seed(0)
+    default = cls(input_size=11, hidden_size=32, layers=1, mapping_size=11)
+    assert default.rnn.bias_hh_l0.any()  # the option acts: PyTorch's own init differs
+    assert m(random_batch(3, 5, 11)).shape == (3,)
+
+
+def test_bad_init_fails_in_the_config_check(cfg_factory):
+    cfg = cfg_factory(["model=alstm", "model.init=keras"])
+    with pytest.raises(ValueError, match=r"model.init='keras'; choose one of \['torch', 'tensorflow'\]"):
+        validate_config(cfg)
+
+
 # ------------------------------------------------------------------ metrics
 def test_metrics_carry_the_majority_class_and_a_binomial_test():
     y = np.array([1] * 60 + [0] * 40)
@@ -200,3 +227,4 @@ def test_adv_alstm_recipe_is_the_alstm_recipe_plus_the_adversarial_terms(cfg_fac
     extra = {k: v["model"][k] for k in set(v["model"]) - set(a["model"])}
     assert extra == {"epsilon": 0.05, "adv_weight": 0.01, "perturbation_size": 0.0}
     assert a["model"]["mapping_size"] == 11 and a["model"]["hidden_size"] == 4
+    assert a["model"]["init"] == v["model"]["init"] == "tensorflow"  # their TF1 code's initialisation

@@ -14,6 +14,8 @@ NEWS_ALIGNMENTS = ("next", "previous")  # dataset.news_alignment
 ON_JUMP = ("warn", "error", "adjust")  # dataset.on_jump
 LABEL_PRICES = ("open", "high", "low", "close", "adj_close")  # dataset.label.price
 EARLY_STOPPING_MODES = ("min", "max")
+#: model.init of the LSTM family: PyTorch's own initialisation, or TensorFlow 1's (the Adv-ALSTM authors' code)
+INITS = ("torch", "tensorflow")
 #: what every evaluation reports per split: trainer.early_stopping.monitor may name any (val/<metric>)
 EPOCH_METRICS = ("loss", "accuracy", "mcc", "f1", "up_share", "pred_up_share", "majority_accuracy", "p_vs_majority",
                  "ic", "ic_std", "ic_ir", "rank_ic", "rank_ic_std", "rank_ic_ir")

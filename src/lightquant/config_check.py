@@ -22,6 +22,7 @@ from lightquant.choices import (
     EARLY_STOPPING_MODES,
     EPOCH_METRICS,
     FINAL_METRICS,
+    INITS,
     LABEL_PRICES,
     LOSSES,
     NEWS_ALIGNMENTS,
@@ -122,7 +123,7 @@ def validate_config(cfg: DictConfig) -> None:
     _choices(cfg, [("trainer.loss", LOSSES), ("trainer.precision", PRECISIONS), ("trainer.device", DEVICES),
                    ("trainer.early_stopping.mode", EARLY_STOPPING_MODES), ("tracker.mode", SWANLAB_MODES),
                    ("dataset.news_alignment", NEWS_ALIGNMENTS), ("dataset.on_jump", ON_JUMP),
-                   ("dataset.label.price", LABEL_PRICES)])
+                   ("dataset.label.price", LABEL_PRICES), ("model.init", INITS)])
     _backtest(cfg)
     monitor = get("trainer.early_stopping.monitor")
     split, _, key = str(monitor).partition("/")

@@ -34,8 +34,9 @@ class AdvLSTM(ALSTM):
         adv_weight: float = 1.0,
         news_size: int = 0,
         mapping_size: int | None = None,
+        init: str = "torch",
     ) -> None:
-        super().__init__(input_size, hidden_size, attention_size, layers, dropout, news_size, mapping_size)
+        super().__init__(input_size, hidden_size, attention_size, layers, dropout, news_size, mapping_size, init)
         self.epsilon = check_non_negative_float("epsilon", epsilon)
         self.perturbation_size = check_non_negative_float("perturbation_size", perturbation_size)
         self.adv_weight = check_non_negative_float("adv_weight", adv_weight)

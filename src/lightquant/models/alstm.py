@@ -10,10 +10,12 @@ from lightquant.batch import Batch
 from lightquant.models.layers import (
     Dropout,
     TemporalAttention,
+    check_init,
     check_non_negative_float,
     check_non_negative_int,
     check_positive_int,
     price_news_inputs,
+    tensorflow_init,
 )
 
 
@@ -27,6 +29,8 @@ class ALSTM(nn.Module):
     (the linear classifier) so that Adv-ALSTM can perturb exactly the latent the head sees.
     ``dropout`` acts between stacked LSTM layers (``layers > 1``) and on the latent.
     ``news_size > 0`` (``use_news=true``) appends each day's mean text embedding to x_t.
+    ``init="tensorflow"`` initialises the weights as the authors' TensorFlow code did
+    (``tensorflow_init``: Glorot, zero biases, forget bias 1).
     """
 
     def __init__(
@@ -38,6 +42,7 @@ class ALSTM(nn.Module):
         dropout: float = 0.2,
         news_size: int = 0,
         mapping_size: int | None = None,
+        init: str = "torch",
     ) -> None:
         super().__init__()
         check_positive_int("input_size", input_size)
@@ -58,6 +63,8 @@ class ALSTM(nn.Module):
         self.attention = TemporalAttention(hidden_size, attention_size)
         self.dropout = Dropout(dropout)
         self.fc = nn.Linear(2 * hidden_size, 1)
+        if check_init(init) == "tensorflow":
+            tensorflow_init(self)
 
     def latent(
         self, batch: Batch, return_attention: bool = False

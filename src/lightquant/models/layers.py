@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from lightquant.choices import INITS
 
 
 def check_positive_int(name: str, value: int) -> int:
@@ -31,6 +35,41 @@ def check_bool(name: str, value: bool) -> bool:
     if not isinstance(value, bool):
         raise ValueError(f"{name} must be a bool, got {value!r}")
     return value
+
+
+def check_init(value: str) -> str:
+    if value not in INITS:
+        raise ValueError(f"init={value!r}: choose one of {', '.join(INITS)}")
+    return value
+
+
+def tensorflow_init(module: nn.Module, forget_bias: float = 1.0) -> None:
+    """Re-initialise ``module``'s Linear and LSTM layers as TensorFlow 1 does for the Adv-ALSTM authors'
+    code (``tf.layers.dense`` / ``tf.get_variable`` with ``glorot_uniform_initializer`` and zero biases,
+    ``BasicLSTMCell``): Glorot-uniform weights, zero biases, and the cell's ``forget_bias`` on the forget
+    gate. TensorFlow adds that constant to the gate and trains a bias starting at 0; a trainable bias
+    starting at ``forget_bias`` computes the same function with the same gradients. An LSTM layer's
+    kernel is one (input + hidden, 4 hidden) matrix there, so both of PyTorch's weight matrices are drawn
+    with that matrix's Glorot bound. PyTorch's default (uniform +-1/sqrt(hidden) everywhere, no forget
+    bias) starts every gate half open instead."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LSTM):
+            h = m.hidden_size
+            for name, p in m.named_parameters():
+                if name.startswith("weight_ih"):
+                    w_hh = getattr(m, name.replace("weight_ih", "weight_hh"))
+                    bound = math.sqrt(6.0 / (p.shape[1] + w_hh.shape[1] + 4 * h))
+                    nn.init.uniform_(p, -bound, bound)
+                    nn.init.uniform_(w_hh, -bound, bound)
+                elif name.startswith("bias"):
+                    nn.init.zeros_(p)
+                    if name.startswith("bias_ih"):
+                        with torch.no_grad():
+                            p[h : 2 * h] = forget_bias  # PyTorch's gate order: input, forget, cell, output
 
 
 class TemporalAttention(nn.Module):

@@ -9,10 +9,12 @@ from lightquant.batch import Batch
 from lightquant.models.layers import (
     Dropout,
     check_bool,
+    check_init,
     check_non_negative_float,
     check_non_negative_int,
     check_positive_int,
     price_news_inputs,
+    tensorflow_init,
 )
 
 
@@ -26,6 +28,7 @@ class LSTM(nn.Module):
     (``use_news=true``) appends each day's mean text embedding to its price features.
     ``mapping_size > 0`` first maps each day's inputs through ``tanh(W x_t + b)`` of that width,
     as the Adv-ALSTM authors' LSTM baseline (their ALSTM network without attention) does.
+    ``init="tensorflow"`` initialises the weights as their TensorFlow code did (``tensorflow_init``).
     """
 
     def __init__(
@@ -37,6 +40,7 @@ class LSTM(nn.Module):
         bidirectional: bool = False,
         news_size: int = 0,
         mapping_size: int = 0,
+        init: str = "torch",
     ) -> None:
         super().__init__()
         check_positive_int("input_size", input_size)
@@ -59,6 +63,8 @@ class LSTM(nn.Module):
         )
         self.dropout = Dropout(dropout)
         self.fc = nn.Linear(self.directions * hidden_size, 1)
+        if check_init(init) == "tensorflow":
+            tensorflow_init(self)
 
     def latent(self, batch: Batch) -> torch.Tensor:
         """(B, T, F) -> (B, D*H) last-layer final state of each direction, after dropout."""

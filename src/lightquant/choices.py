@@ -14,6 +14,8 @@ NEWS_ALIGNMENTS = ("next", "previous")  # dataset.news_alignment
 ON_JUMP = ("warn", "error", "adjust")  # dataset.on_jump
 LABEL_PRICES = ("open", "high", "low", "close", "adj_close")  # dataset.label.price
 EARLY_STOPPING_MODES = ("min", "max")
+TOKENIZERS = ("auto", "whitespace", "jieba")  # encoder.tokenizer (word2vec)
+WORD2VEC_POOLINGS = ("sif", "mean")  # encoder.pooling (word2vec)
 #: model.init of the LSTM family: PyTorch's own initialisation, or TensorFlow 1's (the Adv-ALSTM authors' code)
 INITS = ("torch", "tensorflow")
 #: what every evaluation reports per split: trainer.early_stopping.monitor may name any (val/<metric>)

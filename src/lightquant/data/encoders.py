@@ -2,10 +2,12 @@
 
 - ``TfidfSvdEncoder`` (default, no download): TF-IDF + truncated SVD (latent semantic
   analysis) from scikit-learn; character n-grams for Chinese, words for English.
+- ``Word2VecEncoder``: word vectors trained offline on the training texts (gensim), pooled
+  per text (SIF-weighted or mean); needs the optional ``word2vec`` extra.
 - ``TransformerEncoder``: a pretrained transformer from a local folder (or a hub id when
   online), frozen, pooled (CLS or mean); needs the optional ``transformers`` extra.
 
-Both are fitted (where fitting applies) on training-period texts only, and both are
+All are fitted (where fitting applies) on training-period texts only, and all are
 wrapped by :func:`encode_cached`, which keeps embeddings on disk keyed by the
 encoder's config and the texts. ``state()`` is what fitting learned, as plain lists and
 tensors: a run exports it with its model, so ``evaluate.py`` and ``predict.py`` embed new
@@ -25,6 +27,7 @@ import numpy as np
 import torch
 
 from lightquant.atomic import atomic_write
+from lightquant.choices import TOKENIZERS, WORD2VEC_POOLINGS
 from lightquant.errors import ConfigError, DataError, MissingPathError
 
 log = logging.getLogger(__name__)
@@ -125,6 +128,147 @@ class TfidfSvdEncoder:
         vec = self._vectorizer(state["analyzer"], vocabulary={t: i for i, t in enumerate(vocab)})
         vec.idf_ = np.asarray(state["idf"], dtype=np.float64)
         self._pipeline = (vec, np.asarray(state["components"], dtype=np.float32))
+        return self
+
+
+class Word2VecEncoder:
+    """Word vectors trained on the training period's own texts (gensim's word2vec), pooled per text.
+
+    No download: the embedding table is learned from the texts the encoder is fitted on (the
+    training split's, as every encoder here). ``tokenizer``: ``whitespace`` (lower-cased; the ACL18
+    tweets come tokenised), ``jieba`` (Chinese word segmentation, for CSMD news) or ``auto`` (jieba
+    when most fitted texts contain CJK characters). ``pooling``: ``mean`` of a text's known words, or
+    ``sif`` (Arora et al., ICLR 2017: weights a / (a + p(w)) from the training word frequencies, then
+    the first principal component of the training texts' vectors removed), which keeps frequent
+    words from dominating. Text vectors are unit length, as the TF-IDF encoder's; a text without a
+    known word is zeros. Deterministic for a ``seed``: one worker thread, and gensim seeds its initial
+    vectors from the seed alone (tested across processes with different hash seeds).
+    """
+
+    def __init__(
+        self,
+        dim: int = 64,
+        tokenizer: str = "auto",
+        pooling: str = "sif",
+        window: int = 5,
+        min_count: int = 2,
+        epochs: int = 10,
+        sg: int = 1,
+        sif_a: float = 1e-3,
+        seed: int = 0,
+    ) -> None:
+        if dim < 1:
+            raise ConfigError(f"encoder.dim={dim} must be >= 1")
+        if tokenizer not in TOKENIZERS:
+            raise ConfigError(f"encoder.tokenizer={tokenizer!r}; use {', '.join(TOKENIZERS)}")
+        if pooling not in WORD2VEC_POOLINGS:
+            raise ConfigError(f"encoder.pooling={pooling!r}; use {', '.join(WORD2VEC_POOLINGS)}")
+        if sg not in (0, 1):
+            raise ConfigError(f"encoder.sg={sg!r}: 1 for skip-gram, 0 for CBOW")
+        for key, v in (("window", window), ("min_count", min_count), ("epochs", epochs)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ConfigError(f"encoder.{key}={v!r} must be an integer >= 1")
+        if not sif_a > 0:
+            raise ConfigError(f"encoder.sif_a={sif_a!r} must be > 0")
+        self.dim, self.tokenizer, self.pooling = int(dim), tokenizer, pooling
+        self.window, self.min_count, self.epochs, self.sg = window, min_count, epochs, sg
+        self.sif_a, self.seed = float(sif_a), int(seed)
+        self._state: dict | None = None
+
+    def config(self) -> dict:
+        return {"kind": "word2vec-1", "dim": self.dim, "tokenizer": self.tokenizer, "pooling": self.pooling,
+                "window": self.window, "min_count": self.min_count, "epochs": self.epochs, "sg": self.sg,
+                "sif_a": self.sif_a, "seed": self.seed}
+
+    @staticmethod
+    def tokenize(texts: Sequence[str], tokenizer: str) -> list[list[str]]:
+        if tokenizer == "whitespace":
+            return [t.lower().split() for t in texts]
+        try:
+            import jieba
+        except ImportError as e:
+            raise ImportError("encoder.tokenizer=jieba needs the optional 'jieba' package: "
+                              "pip install -e '.[word2vec]'") from e
+        jieba.setLogLevel(logging.WARNING)  # its dictionary-loading banner
+        return [[w for w in jieba.lcut(t.lower()) if w.strip()] for t in texts]
+
+    def fit(self, texts: Sequence[str]) -> "Word2VecEncoder":
+        try:
+            from gensim.models import Word2Vec
+        except ImportError as e:
+            raise ImportError("encoder=word2vec needs the optional 'gensim' package: pip install -e '.[word2vec]' "
+                              "(or use the default encoder=tfidf)") from e
+        if len(texts) == 0:
+            raise DataError("No training-period texts to fit the text encoder on; check the news folders and dataset.splits")
+        tokenizer = self.tokenizer
+        if tokenizer == "auto":
+            sample = texts[:2000]
+            tokenizer = "jieba" if sum(bool(_CJK.search(t)) for t in sample) > len(sample) / 2 else "whitespace"
+        sentences = self.tokenize(texts, tokenizer)
+        gensim_log = logging.getLogger("gensim")
+        level = gensim_log.level
+        gensim_log.setLevel(logging.WARNING)  # its per-second progress lines; our one line below says what was fitted
+        try:
+            w2v = Word2Vec(sentences, vector_size=self.dim, window=self.window, sg=self.sg, epochs=self.epochs,
+                           min_count=min(self.min_count, len(texts)), seed=self.seed, workers=1)
+        finally:
+            gensim_log.setLevel(level)
+        vocab = list(w2v.wv.index_to_key)
+        if not vocab:
+            raise DataError(f"encoder=word2vec: no word occurs encoder.min_count={self.min_count} times in the "
+                            f"{len(texts)} training texts; lower encoder.min_count")
+        counts = np.array([w2v.wv.get_vecattr(w, "count") for w in vocab], dtype=np.float64)
+        weights = self.sif_a / (self.sif_a + counts / counts.sum()) if self.pooling == "sif" else np.ones(len(vocab))
+        self._state = {"kind": "word2vec-1", "tokenizer": tokenizer, "vocabulary": vocab,
+                       "vectors": torch.from_numpy(w2v.wv.vectors.astype(np.float32)),
+                       "weights": torch.from_numpy(weights.astype(np.float32)),
+                       "component": torch.zeros(self.dim)}
+        if self.pooling == "sif":  # the common direction of the training texts, removed from every text
+            pooled = self._pool(sentences)
+            pooled = pooled[np.abs(pooled).sum(1) > 0]
+            if len(pooled) > 1:
+                _, _, vt = np.linalg.svd(pooled, full_matrices=False)
+                self._state["component"] = torch.from_numpy(vt[0].astype(np.float32))
+        log.info("Fitted word2vec (%s tokens, %d words, dim %d, %d epochs, %s pooling) on %d texts", tokenizer,
+                 len(vocab), self.dim, self.epochs, self.pooling, len(texts))
+        return self
+
+    def _pool(self, sentences: list[list[str]]) -> np.ndarray:
+        """(texts, dim) weighted means of the known words' vectors: one sparse (texts, words) product."""
+        from scipy.sparse import csr_matrix
+
+        st = self._state
+        index = {w: i for i, w in enumerate(st["vocabulary"])}
+        rows, cols = [], []
+        for r, words in enumerate(sentences):
+            ids = [index[w] for w in words if w in index]
+            rows += [r] * len(ids)
+            cols += ids
+        weights = st["weights"].numpy()
+        m = csr_matrix((weights[cols], (rows, cols)), shape=(len(sentences), len(weights)), dtype=np.float32)
+        total = np.asarray(m.sum(axis=1), dtype=np.float32)
+        return np.asarray(m @ st["vectors"].numpy()) / np.maximum(total, 1e-12)
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        if self._state is None:
+            raise RuntimeError("Word2VecEncoder.encode before fit")
+        z = self._pool(self.tokenize(texts, self._state["tokenizer"])).astype(np.float32)
+        u = self._state["component"].numpy()
+        z -= np.outer(z @ u, u)  # zero for mean pooling (no component kept)
+        z /= np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-8)
+        return z
+
+    def state(self) -> dict:
+        """The fitted vocabulary, word vectors, word weights and removed component (plain types)."""
+        if self._state is None:
+            raise RuntimeError("Word2VecEncoder.state before fit")
+        return dict(self._state)
+
+    def load_state(self, state: dict) -> "Word2VecEncoder":
+        if state.get("kind") != "word2vec-1":
+            raise ConfigError(f"the saved text encoder is {state.get('kind')!r}, not the word2vec one "
+                              "(encoder=word2vec); keep the training run's encoder")
+        self._state = {**state, "vocabulary": list(state["vocabulary"])}
         return self
 
 

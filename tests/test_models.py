@@ -149,6 +149,11 @@ def test_attention_context_scores_the_concatenation_without_building_it():
     full = attn.score(torch.tanh(attn.proj(torch.cat([h, c[:, None].expand(-1, 6, -1)], -1)))).squeeze(-1)
     w_plain = torch.softmax(full.masked_fill(~mask, torch.finfo(full.dtype).min), -1) * mask.any(-1, keepdim=True)
     torch.testing.assert_close(w, w_plain)
+    a_plain = torch.bmm(w_plain.unsqueeze(1), h).squeeze(1)  # the weighted sum over every element
+    torch.testing.assert_close(a, a_plain)
+    for got, want in zip(torch.autograd.grad(a.pow(2).sum(), [h, c], retain_graph=True),
+                         torch.autograd.grad(a_plain.pow(2).sum(), [h, c], retain_graph=True)):
+        torch.testing.assert_close(got, want)
     gh, gc = torch.autograd.grad(w.pow(2).sum(), [h, c])
     gh_ref, gc_ref = torch.autograd.grad(w_ref.pow(2).sum(), [h, c])
     torch.testing.assert_close(gh, gh_ref)

@@ -35,6 +35,12 @@ log = logging.getLogger(__name__)
 _CJK = re.compile(r"[\u3400-\u9fff]")
 
 
+def _mostly_chinese(texts: Sequence[str]) -> bool:
+    """Whether most of the (first 2,000) texts an encoder is fitted on contain CJK characters."""
+    sample = texts[:2000]
+    return sum(bool(_CJK.search(t)) for t in sample) > len(sample) / 2
+
+
 def _digest(texts: Sequence[str]) -> str:
     h = hashlib.sha256()
     for t in texts:
@@ -85,8 +91,7 @@ class TfidfSvdEncoder:
             raise DataError("No training-period texts to fit the text encoder on; check the news folders and dataset.splits")
         analyzer = self.analyzer
         if analyzer == "auto":
-            sample = texts[: 2000]
-            analyzer = "char" if sum(bool(_CJK.search(t)) for t in sample) > len(sample) / 2 else "word"
+            analyzer = "char" if _mostly_chinese(texts) else "word"
         vec = self._vectorizer(analyzer, max_features=self.max_features, min_df=min(self.min_df, len(texts)))
         tfidf = vec.fit_transform(texts)
         # SVD needs fewer components than features; tiny corpora get what they can and are zero-padded.
@@ -202,8 +207,7 @@ class Word2VecEncoder:
             raise DataError("No training-period texts to fit the text encoder on; check the news folders and dataset.splits")
         tokenizer = self.tokenizer
         if tokenizer == "auto":
-            sample = texts[:2000]
-            tokenizer = "jieba" if sum(bool(_CJK.search(t)) for t in sample) > len(sample) / 2 else "whitespace"
+            tokenizer = "jieba" if _mostly_chinese(texts) else "whitespace"
         sentences = self.tokenize(texts, tokenizer)
         gensim_log = logging.getLogger("gensim")
         level = gensim_log.level

@@ -125,13 +125,7 @@ def gemm_rate(n: int = 1024, reps: int = 5) -> float:
     """FLOP/s of an fp32 (n, n) @ (n, n) matmul on this process's threads: the machine's ceiling
     the models' share is measured against."""
     a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b  # warm-up
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        a @ b
-        times.append(time.perf_counter() - t0)
-    return 2 * n**3 / median(times)
+    return 2 * n**3 / median(interleaved({"gemm": lambda: a @ b}, reps=reps)["gemm"])
 
 
 def throughput(name: str, overrides: list[str], s: Settings, items: int) -> dict:
@@ -241,6 +235,17 @@ def unpack(commit: str, dest: Path) -> bool:
     return True
 
 
+def alternate_children(cmds: dict[str, list[str]], rounds: int) -> dict[str, list[float]]:
+    """samples/s of each child command (its last stdout line is JSON), the commands alternating round by
+    round (A B, B A, ...): one process per measurement, so each imports its own tree once."""
+    speed = {name: [] for name in cmds}
+    for r in range(rounds):
+        for name in (list(cmds) if r % 2 == 0 else list(reversed(cmds))):
+            out = subprocess.run(cmds[name], capture_output=True, text=True, check=True, env=child_env(1), cwd=ROOT)
+            speed[name].append(json.loads(out.stdout.strip().splitlines()[-1])["samples_per_s"])
+    return speed
+
+
 def vs_commit(s: Settings, market: list[str], text_data: list[str], label: str) -> list[dict] | None:
     """Each of VS_MODELS trained through BASELINE's engine and this checkout's, one child process per
     epoch series (``speed_child.py``: a package can be imported once per process), the two trees
@@ -253,17 +258,13 @@ def vs_commit(s: Settings, market: list[str], text_data: list[str], label: str) 
         rows = []
         for model in s.pick(VS_MODELS[:1], VS_MODELS, VS_MODELS):  # smoke: the mechanics, one model
             data = [*text_data, "use_news=true"] if model in NEWS_MODELS else market
-            speed = {name: [] for name in trees}
-            for r in range(s.pick(1, 2, 3)):
-                for name in (list(trees) if r % 2 == 0 else list(reversed(trees))):
-                    cmd = [sys.executable, str(ROOT / "benchmarks" / "speed_child.py"), "--root", str(trees[name]),
+            cmds = {name: [sys.executable, str(ROOT / "benchmarks" / "speed_child.py"), "--root", str(tree),
                            "--model", model, "--items", str(s.pick(128, 1024, 2048)), "--reps", str(s.pick(1, 3, 3)),
-                           "--cache", str(s.out_dir / "cache-vs" / name), "--", *data]
-                    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=child_env(1), cwd=ROOT)
-                    speed[name].append(json.loads(out.stdout.strip().splitlines()[-1])["samples_per_s"])
+                           "--cache", str(s.out_dir / "cache-vs" / name), "--", *data] for name, tree in trees.items()}
+            speed = alternate_children(cmds, s.pick(1, 2, 3))
             rows.append({"model": model, "data": label if model in NEWS_MODELS else market[0],
                          "before": median(speed["before"]), "now": median(speed["now"]),
-                         "ratio": median([n / b for n, b in zip(speed["now"], speed["before"])]), "rounds": speed})
+                         "ratio": paired_ratio(speed["now"], speed["before"]), "rounds": speed})
         return rows
 
 
@@ -294,14 +295,10 @@ def vs_research(s: Settings, market: list[str]) -> list[dict] | None:
                         "--model", model, "--items", items, "--reps", reps, "--cache", str(s.out_dir / "cache-vs" / "now"),
                         "--", *market, *SETTINGS[model]["project"]],
         }
-        speed = {name: [] for name in cmds}
-        for r in range(s.pick(1, 2, 3)):
-            for name in (list(cmds) if r % 2 == 0 else list(reversed(cmds))):
-                out = subprocess.run(cmds[name], capture_output=True, text=True, check=True, env=child_env(1), cwd=ROOT)
-                speed[name].append(json.loads(out.stdout.strip().splitlines()[-1])["samples_per_s"])
+        speed = alternate_children(cmds, s.pick(1, 2, 3))
         rows.append({"model": model, "settings": " ".join(SETTINGS[model]["project"]),
                      "research": median(speed["research"]), "project": median(speed["project"]),
-                     "ratio": median([p / r for p, r in zip(speed["project"], speed["research"])]), "rounds": speed})
+                     "ratio": paired_ratio(speed["project"], speed["research"]), "rounds": speed})
     return rows
 
 

@@ -99,7 +99,8 @@ class TemporalAttention(nn.Module):
         w, n_h = self.proj.weight, h.shape[-1]
         # W [h_t; c] + b = W_h h_t + (W_c c + b): the context's part once per set
         shared = None if context is None else F.linear(context, w[:, n_h:], self.proj.bias).unsqueeze(1)
-        if mask is not None and h.device.type == "cpu":
+        sparse = mask is not None and h.device.type == "cpu"
+        if sparse:
             # scores of the real elements only (a batch's text slots are mostly padding); on a GPU
             # the boolean gather's host sync would cost more than scoring the padding
             idx = real_rows(mask)
@@ -120,7 +121,7 @@ class TemporalAttention(nn.Module):
         if mask is not None:
             alpha = alpha * mask.any(dim=-1, keepdim=True)  # all-masked rows -> 0
         alpha = alpha.to(h.dtype)
-        if mask is not None and h.device.type == "cpu":  # the weighted sum over the real elements only
+        if sparse:  # the weighted sum over the real elements only
             weighted = alpha.reshape(-1).index_select(0, idx).unsqueeze(1) * real_h  # (R, H)
             return h.new_zeros(h.shape[0], n_h).index_add(0, idx // mask.shape[1], weighted), alpha
         a = torch.bmm(alpha.unsqueeze(1), h).squeeze(1)  # (B, 1, T) @ (B, T, H) -> (B, H)

@@ -4,7 +4,9 @@ against its published figure and the baselines of the same protocol.
 The recipes are data: each ``conf/experiment/paper/<name>.yaml`` with a ``recipe:`` block (its
 published figure and source) is one row; ``recipe.warm_start_from: paper/<other>`` adds a second
 row that starts every seed from that recipe's run of the same seed (``trainer.init_from``: the
-Adv-ALSTM authors' two-stage run). Files whose name starts with ``_`` are shared parts, not recipes.
+Adv-ALSTM authors' two-stage run); ``recipe.variants: {label: [overrides]}`` adds one row per label,
+the recipe with those overrides (a sensitivity run beside the recipe, not a choice between them).
+Files whose name starts with ``_`` are shared parts, not recipes.
 
 Baselines under each protocol, computed here in one process: the majority class of the training
 split applied to the test split, the test split's own all-up rate, and a logistic regression on
@@ -62,28 +64,44 @@ def run_recipes(names: Sequence[str], seeds: Sequence[int], out: Path, threads: 
     root = data_root()
     base = out / "reproduce"
 
-    def one(item: tuple[str, int, str | None]) -> dict:
-        name, seed, warm = item
-        run_dir = base / (f"{name}+warm" if warm else name) / f"seed{seed}"
+    def one(item: tuple[str, int, str | None, str | None]) -> dict:
+        name, seed, warm, variant = item
+        tag = "+warm" if warm else f"+{_slug(variant)}" if variant else ""
+        run_dir = base / f"{name}{tag}" / f"seed{seed}"
         ov = [f"experiment=paper/{name}", f"seed={seed}", f"trainer.num_threads={threads}"]
         if warm:
             ov.append(f"trainer.init_from={base / warm.split('/')[-1] / f'seed{seed}'}")
+        if variant:
+            ov += list(meta[name]["variants"][variant])
         r = run_one(ov, run_dir, out, threads, root)
-        r.update(recipe=name, seed=seed, warm_start=warm, run_dir=str(run_dir))
+        r.update(recipe=name, seed=seed, warm_start=warm, variant=variant, run_dir=str(run_dir))
         if verbose:
             status = "FAILED" if r["failed"] else f"acc {r['test_accuracy']:.4f} mcc {r['test_mcc']:+.4f}"
-            print(f"[reproduce] {name}{' (warm)' if warm else ''} seed {seed}: {status} ({r['wall_s']:.0f} s)",
-                  flush=True)
+            print(f"[reproduce] {_label(name, warm, variant)} seed {seed}: {status} ({r['wall_s']:.0f} s)", flush=True)
         return r
 
-    plan = [(n, s, None) for n in names for s in seeds]
-    warm = [(n, s, meta[n]["warm_start_from"]) for n in names if meta[n].get("warm_start_from") for s in seeds]
-    needed = {w.split("/")[-1] for _, _, w in warm} - set(names)
-    plan += [(n, s, None) for n in sorted(needed) for s in seeds]  # first stages not asked for
+    plan = [(n, s, None, None) for n in names for s in seeds]
+    plan += [(n, s, None, v) for n in names for v in meta[n].get("variants", {}) for s in seeds]
+    warm = [(n, s, meta[n]["warm_start_from"], None) for n in names if meta[n].get("warm_start_from") for s in seeds]
+    needed = {w.split("/")[-1] for _, _, w, _ in warm} - set(names)
+    plan += [(n, s, None, None) for n in sorted(needed) for s in seeds]  # first stages not asked for
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         runs = list(pool.map(one, plan))
         runs += list(pool.map(one, warm))
     return [r for r in runs if r["recipe"] in names or r["warm_start"]]
+
+
+def _slug(label: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in label.lower()).strip("_")
+
+
+def _label(name: str, warm: str | None, variant: str | None) -> str:
+    return name + (f" (from {warm})" if warm else f" ({variant})" if variant else "")
+
+
+def _groups(runs: list[dict]) -> list[tuple[str, str | None, str | None]]:
+    """(recipe, warm start, variant) of every row, in run order."""
+    return list(dict.fromkeys((r["recipe"], r["warm_start"], r.get("variant")) for r in runs))
 
 
 def _test_metrics(run: dict) -> dict:
@@ -146,16 +164,17 @@ def _ms(xs: list[float], scale: float = 1.0, digits: int = 2) -> str:
 def recipe_table(runs: list[dict], protocols: dict[str, str]) -> Table:
     meta = recipes()
     rows = []
-    for key in dict.fromkeys((r["recipe"], r["warm_start"]) for r in runs):
-        name, warm = key
-        rs = [r for r in runs if (r["recipe"], r["warm_start"]) == key]
+    for key in _groups(runs):
+        name, warm, variant = key
+        rs = [r for r in runs if (r["recipe"], r["warm_start"], r.get("variant")) == key]
         ok = [r for r in rs if not r["failed"]]
         acc, mcc = [r["test_accuracy"] for r in ok], [r["test_mcc"] for r in ok]
         pub = meta[name]["published"]
-        cmd = f"`python train.py experiment=paper/{name} seed=<s>" + (f" trainer.init_from=<{warm} run>`" if warm else "`")
+        extra = f" trainer.init_from=<{warm} run>" if warm else "".join(f" {o}" for o in meta[name]["variants"][variant]) if variant else ""
+        cmd = f"`python train.py experiment=paper/{name} seed=<s>{extra}`"
         beats = sum(r.get("test_p_vs_majority", 1.0) < 0.05 for r in ok)
         rows.append([
-            name + (f" (from {warm})" if warm else ""), protocols[name], cmd, f"{len(ok)}/{len(rs)}",
+            _label(name, warm, variant), protocols[name], cmd, f"{len(ok)}/{len(rs)}",
             _ms(acc, 100), _ms(mcc, 1, 3), f"{pub['accuracy']:.2f} / {pub['mcc']:.3f}",
             f"{statistics.mean(acc) * 100 - pub['accuracy']:+.2f} / {statistics.mean(mcc) - pub['mcc']:+.3f}" if ok else "—",
             "yes" if ok and statistics.mean(acc) * 100 >= pub["accuracy"] and statistics.mean(mcc) >= pub["mcc"] else "no",
@@ -191,7 +210,9 @@ DESCRIPTION = (
     "2,555 / 3,720 samples with the 11 Adv-ALSTM features, test 51.3 % up) and `dataset=acl18_stocknet` "
     "(stocknet-code's samples: every lag step needs a tweet, 4,985 / 650 / 1,008, test 57.5 % up). Every row "
     "stands beside the majority-class accuracy of its own test split, and counts the seeds whose accuracy beats "
-    "it in a one-sided exact binomial test (p < 0.05, stock-days treated as independent). The news models read "
+    "it in a one-sided exact binomial test (p < 0.05, stock-days treated as independent). A row with a label in "
+    "parentheses reruns a recipe with the settings its command shows (a warm start, or the authors' batch order: "
+    "trainer.shuffle=repeat), a sensitivity run beside the recipe, not a replacement chosen on test. The news models read "
     "TF-IDF + SVD text vectors, not the papers' GloVe words and message-level GRUs."
 )
 
@@ -218,11 +239,11 @@ def section(s: Settings) -> Section:
     per = {d: baselines(d, s.out_dir / "cache") for d in dict.fromkeys(protocols.values())}
     sec.tables.append(baseline_table(per))
     meta = recipes()
-    for key in dict.fromkeys((r["recipe"], r["warm_start"]) for r in runs):
-        ok = [r for r in runs if (r["recipe"], r["warm_start"]) == key and not r["failed"]]
+    for key in _groups(runs):
+        ok = [r for r in runs if (r["recipe"], r["warm_start"], r.get("variant")) == key and not r["failed"]]
         if not ok:
             continue
-        name, warm = key
+        name, warm, variant = key
         acc = statistics.mean(r["test_accuracy"] for r in ok) * 100
         mcc = statistics.mean(r["test_mcc"] for r in ok)
         pub = meta[name]["published"]
@@ -232,7 +253,7 @@ def section(s: Settings) -> Section:
                    if acc < pub["accuracy"] and mcc < pub["mcc"] else
                    f"differs by {acc - pub['accuracy']:+.2f} accuracy points and {mcc - pub['mcc']:+.3f} MCC")
         sec.notes.append(
-            f"{name}{' (warm start from ' + warm + ')' if warm else ''}: {acc:.2f} % / MCC {mcc:.3f} over {len(ok)} "
+            f"{_label(name, warm, variant)}: {acc:.2f} % / MCC {mcc:.3f} over {len(ok)} "
             f"seeds against the published {pub['accuracy']:.2f} / {pub['mcc']:.3f}: {verdict}; always predicting "
             f"\"up\" scores {allup:.2f} % on this test split, and {constant_seeds(ok)} of {len(ok)} seeds selected a "
             "model that predicts one class only.")

@@ -86,6 +86,7 @@ CONFIG_CASES = {  # override: words of the ConfigError
     "dataset.name=../evil": ["dataset.name='../evil'", "no path separators"],
     "model_name=a/b": ["model_name='a/b'"],
     "trainer.loss=mse": ["trainer.loss='mse'", "hinge"],
+    "trainer.shuffle=daily": ["trainer.shuffle='daily'", "repeat"],
     "trainer.precision=fp8": ["trainer.precision='fp8'", "bf16"],
     "trainer.early_stopping.monitor=mcc": ["monitor='mcc'", "val/<metric>"],
     "trainer.early_stopping.mode=up": ["mode='up'", "max"],

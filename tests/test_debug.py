@@ -48,6 +48,27 @@ def test_limit_and_overfit_batches(cfg_factory):
         fit(data, 1, limit_train_batches=0)
 
 
+def test_shuffle_orders(cfg_factory):
+    data = build_data(cfg_factory())
+    n = len(data.splits["train"])
+
+    def epochs(shuffle: str) -> list[list[int]]:  # the rows each epoch saw, in order
+        seen = fit(data, 3, shuffle=shuffle)[0].seen
+        steps = (n + 15) // 16
+        return [sum(seen[e * steps : (e + 1) * steps], []) for e in range(3)]
+
+    none = epochs("none")
+    assert none[0] == none[1] == none[2] and none[0] == sorted(none[0])  # data order: rows by (stock, day)
+    data_order = none[0]
+    fresh = epochs("epoch")
+    assert fresh[0] != data_order and fresh[1] != fresh[0] and sorted(fresh[1]) == data_order
+    first, second, third = epochs("repeat")
+    assert first == data_order and second != first
+    perm = [data_order.index(r) for r in second]  # epoch 2 = data order permuted once ...
+    assert third == [second[p] for p in perm]  # ... and epoch 3 by the same permutation again
+    assert epochs("repeat")[1] == second  # the permutation comes from the seed
+
+
 def test_debug_fast_runs_short_and_writes_no_export(cfg_factory, tmp_path):
     cfg = cfg_factory(["debug=fast", "trainer.epochs=2"])
     assert cfg.trainer.limit_train_batches == 10 and cfg.tracker.mode == "disabled" and cfg.leaderboard is None

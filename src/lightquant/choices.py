@@ -9,6 +9,9 @@ SPLITS = ("train", "val", "test")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("32", "bf16", "16")  # trainer.precision: fp32, bf16 autocast, fp16 autocast with loss scaling
 LOSSES = ("bce", "hinge")
+#: trainer.shuffle: a fresh permutation per epoch | the Adv-ALSTM code's order (data order, then one
+#: permutation applied again every epoch) | data order every epoch
+SHUFFLES = ("epoch", "repeat", "none")
 STRATEGIES = ("long_only", "long_short")  # backtest.strategy
 NEWS_ALIGNMENTS = ("next", "previous")  # dataset.news_alignment
 ON_JUMP = ("warn", "error", "adjust")  # dataset.on_jump

@@ -28,6 +28,7 @@ from lightquant.choices import (
     NEWS_ALIGNMENTS,
     ON_JUMP,
     PRECISIONS,
+    SHUFFLES,
     SPLITS,
     STRATEGIES,
     SWANLAB_MODES,
@@ -120,8 +121,8 @@ def validate_config(cfg: DictConfig) -> None:
         v = get(key)
         if v is not None and not (_number(v) and v >= 0):
             raise ConfigError(f"{key}={v!r} must be a number >= 0")
-    _choices(cfg, [("trainer.loss", LOSSES), ("trainer.precision", PRECISIONS), ("trainer.device", DEVICES),
-                   ("trainer.early_stopping.mode", EARLY_STOPPING_MODES), ("tracker.mode", SWANLAB_MODES),
+    _choices(cfg, [("trainer.loss", LOSSES), ("trainer.shuffle", SHUFFLES), ("trainer.precision", PRECISIONS),
+                   ("trainer.device", DEVICES), ("trainer.early_stopping.mode", EARLY_STOPPING_MODES), ("tracker.mode", SWANLAB_MODES),
                    ("dataset.news_alignment", NEWS_ALIGNMENTS), ("dataset.on_jump", ON_JUMP),
                    ("dataset.label.price", LABEL_PRICES), ("model.init", INITS)])
     _backtest(cfg)

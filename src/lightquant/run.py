@@ -198,6 +198,7 @@ def _train(cfg: DictConfig, callbacks: Sequence[object], out_dir: Path, is_main:
                    *([TorchProfiler(int(t.profile_steps), out_dir)] if t.get("profile_steps") else [])],
         limit_train_batches=t.get("limit_train_batches"),
         overfit_batches=int(t.get("overfit_batches") or 0),
+        shuffle=str(t.get("shuffle", "epoch")),
     )
     if t.get("resume"):
         trainer.resume(t.resume)  # epoch, optimizer, scheduler, early stopping, best weights, RNG, history

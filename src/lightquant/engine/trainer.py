@@ -40,6 +40,7 @@ import torch.distributed as dist
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from torch.nn.parallel import DistributedDataParallel
 
+from lightquant.choices import SHUFFLES
 from lightquant.data.market import MarketData
 from lightquant.engine.checkpoint import atomic_save, check_fits, find_checkpoint, read_checkpoint
 from lightquant.engine.device import gpu_stats, gpu_status, to_device
@@ -124,6 +125,7 @@ class Trainer:
         callbacks: Sequence[object] = (),
         limit_train_batches: int | None = None,
         overfit_batches: int = 0,
+        shuffle: str = "epoch",
     ) -> None:
         if epochs < 1:
             raise ConfigError(f"trainer.epochs={epochs} must be >= 1")
@@ -135,7 +137,9 @@ class Trainer:
             raise ConfigError(f"trainer.limit_train_batches={limit_train_batches} must be >= 1 (or null: all)")
         if overfit_batches < 0:
             raise ConfigError(f"trainer.overfit_batches={overfit_batches} must be >= 0 (0: off)")
-        self.limit_train_batches, self.overfit_batches = limit_train_batches, overfit_batches
+        if shuffle not in SHUFFLES:
+            raise ConfigError(f"trainer.shuffle={shuffle!r}; use one of {', '.join(SHUFFLES)}")
+        self.limit_train_batches, self.overfit_batches, self.shuffle = limit_train_batches, overfit_batches, shuffle
         self.criterion: Criterion = get_criterion(loss)
         if not penalty_weight >= 0:
             raise ConfigError(f"trainer.penalty.weight={penalty_weight} must be >= 0")
@@ -179,8 +183,19 @@ class Trainer:
 
     # ------------------------------------------------------------------ training
     def _epoch_order(self, n: int) -> torch.Tensor:
-        # Keyed by (seed, epoch) rather than a running generator: a resumed run or
+        # A function of (seed, epoch) rather than a running generator: a resumed run or
         # another rank reproduces the order without carrying generator state.
+        if self.shuffle == "none":
+            return torch.arange(n)
+        if self.shuffle == "repeat":
+            # The Adv-ALSTM code (pred_lstm.py): the first epoch in data order, then after every
+            # epoch `shuffle(..., random_state=0)` permutes the already permuted arrays again with
+            # the same permutation, so epoch k sees it composed k times.
+            perm = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed * 100_003))
+            order = torch.arange(n)
+            for _ in range(self.epoch):
+                order = order[perm]
+            return order
         g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
         return torch.randperm(n, generator=g)
 

@@ -6,7 +6,7 @@
     python -m benchmarks.run --quick --sections 1,2 --out results.json --out fragment.md
 
 Sections: 1 engine overhead, 2 data path, 3 precision, 4 data preparation, 5 scaling,
-6 sweep overhead, 7 quality (ACL18, CSMD50), 8 GPU, 9 reproducibility (the papers' recipes), 10 model speed, 11 start-up. ``--threads`` (default 1) is set with
+6 sweep overhead, 7 quality (ACL18, CSMD50), 8 GPU, 9 reproducibility (the papers' recipes), 10 model speed, 11 start-up, 12 text encoders. ``--threads`` (default 1) is set with
 torch.set_num_threads here and OMP_NUM_THREADS in every child process, and stated in every
 section: one thread keeps side-by-side ratios stable on a shared machine.
 """
@@ -35,6 +35,7 @@ SECTIONS = {
     9: "benchmarks.reproduce",
     10: "benchmarks.model_speed",
     11: "benchmarks.startup",
+    12: "benchmarks.encoders",
 }
 
 

@@ -89,15 +89,19 @@ def test_smoke_in_process_sections(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_smoke_subprocess_sections(tmp_path):
-    """Sections 6 (a real Optuna sweep), 7 (train.py per model/seed) and 11 (start-up) run train.py itself."""
-    run(["--smoke", "--sections", "6,7,11", "--results-dir", str(tmp_path / "results"), "--out", str(tmp_path / "r.json")])
-    sections = check_structure(tmp_path / "r.json", [6, 7, 11])
+    """Sections 6 (a real Optuna sweep), 7 (train.py per model/seed), 11 (start-up) and 12 (the text
+    encoders) run train.py itself."""
+    run(["--smoke", "--sections", "6,7,11,12", "--results-dir", str(tmp_path / "results"), "--out", str(tmp_path / "r.json")])
+    sections = check_structure(tmp_path / "r.json", [6, 7, 11, 12])
     assert [r[0] for r in sections[11]["tables"][0]["rows"]][:2] == ["`python train.py --help`", "`python train.py --cfg job`"]
     assert len(sections[6]["tables"][0]["rows"]) == 2  # two trials
     (run_,) = sections[7]["data"]["runs"]
     assert not run_["failed"] and 0 <= run_["test_accuracy"] <= 1
     assert "SMOKE" in sections[7]["tables"][0]["caption"]
     assert (tmp_path / "results" / "quality" / "smoke" / "synthetic" / "lstm" / "seed1" / "metrics.json").exists()
+    enc = sections[12]["data"]  # StockNet through each text encoder: trained, and its epoch measured
+    assert [(r["encoder"], r["failed"]) for r in enc["runs"]] == [("tfidf", False), ("word2vec", False), ("words", False)]
+    assert [c["vocab"] > 0 for c in enc["costs"]] == [False, False, True] and all(c["samples_per_s"] > 0 for c in enc["costs"])
 
 
 def test_quality_chooses_each_models_config_on_validation_not_test():

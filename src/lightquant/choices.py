@@ -19,6 +19,9 @@ LABEL_PRICES = ("open", "high", "low", "close", "adj_close")  # dataset.label.pr
 EARLY_STOPPING_MODES = ("min", "max")
 TOKENIZERS = ("auto", "whitespace", "jieba")  # encoder.tokenizer (word2vec)
 WORD2VEC_POOLINGS = ("sif", "mean")  # encoder.pooling (word2vec)
+WORD_VECTOR_MODELS = ("word2vec", "fasttext")  # encoder.model (word2vec, words): how word vectors are trained
+WORD_ENCODERS = ("gru", "attention", "mean")  # model.word_encoder of the news models, with encoder=words
+WORD_VECTOR_SOURCES = ("train", "random")  # encoder.vectors (words) unless encoder.pretrained_file is given
 #: model.init of the LSTM family: PyTorch's own initialisation, or TensorFlow 1's (the Adv-ALSTM authors' code)
 INITS = ("torch", "tensorflow")
 #: what every evaluation reports per split: trainer.early_stopping.monitor may name any (val/<metric>)

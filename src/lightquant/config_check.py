@@ -168,7 +168,9 @@ def validate_config(cfg: DictConfig) -> None:
         except InstantiationException as e:
             raise ConfigError(f"encoder: {e.__cause__ or e}") from e
     # Build the model once: its constructor checks every argument against the others.
-    extra = {"num_stocks": 1} if "num_stocks" in cfg.model and get("model.num_stocks") is None else {}
+    # Sizes the data fills in (null in conf/model/) get placeholders; vocab_size 2 builds the word-level
+    # encoder too, so its settings are checked whichever encoder this run uses.
+    extra = {k: v for k, v in (("num_stocks", 1), ("vocab_size", 2)) if k in cfg.model and get(f"model.{k}") is None}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # e.g. SCINet's padding note: said again when the real model is built
         try:

@@ -39,6 +39,7 @@ from lightquant.evaluation.predictions import predict_frame
 from lightquant.evaluation.report import finish_run
 from lightquant.export import export_model, keep_best, selection_record
 from lightquant.launch import register_resolvers
+from lightquant.models.layers import WordEncoder
 from lightquant.rundir import lock_run_dir
 from lightquant.sweeps.runs import EXPLODED_LOSS
 from lightquant.tracking import CurvesPlot
@@ -89,8 +90,10 @@ def build_data(cfg: DictConfig, *, norm_stats: tuple | None = None, text_encoder
         if text_encoder:
             encoder.load_state(text_encoder)
         emb = encode_cached(encoder, None if text_encoder else data.train_texts(), data.news_text, cfg.paths.cache_dir)
-        data = data.with_news(emb, int(d.max_num_tweets_len))
-        data.text_encoder = encoder.state()
+        state = encoder.state()
+        # word ids (encoder=words) come with the vocabulary's starting vectors for the model's embedding
+        data = data.with_news(emb, int(d.max_num_tweets_len), state["vectors"] if emb.dtype.kind in "iu" else None)
+        data.text_encoder = state
     # The model decides the item layout: cross-sectional models (DTML) take date items,
     # multi-horizon models (SCINet) take labels for days t+1 .. t+pred_len.
     if getattr(get_class(cfg.model._target_), "batch_layout", "stock") == "date":
@@ -120,7 +123,23 @@ def build_model(cfg: DictConfig, data: MarketData) -> torch.nn.Module:
             cfg.model.num_stocks = len(data.stocks)
     elif "num_stocks" in m and m.num_stocks < len(data.stocks):
         raise ConfigError(f"model.num_stocks={m.num_stocks} but the dataset has {len(data.stocks)} stocks; leave it null")
-    return instantiate(cfg.model)
+    if data.vocab_size and "vocab_size" not in m:
+        raise ConfigError(f"the text encoder ({cfg.encoder._target_}) gives word ids, which only models with a "
+                          f"word-level text encoder (a model.vocab_size setting) read; model={cfg.model_name} reads "
+                          "text vectors: use encoder=tfidf or encoder=word2vec")
+    if "vocab_size" in m and m.vocab_size is None:  # word ids: the vocabulary's size; text vectors: 0
+        with open_dict(cfg):
+            cfg.model.vocab_size = data.vocab_size
+    elif "vocab_size" in m and m.vocab_size != data.vocab_size:
+        raise ConfigError(f"model.vocab_size={m.vocab_size} but the text encoder gives "
+                          f"{'a ' + str(data.vocab_size) + '-word vocabulary' if data.vocab_size else 'text vectors (0)'}; "
+                          "leave model.vocab_size null so it follows the data")
+    model = instantiate(cfg.model)
+    if data.word_vectors is not None:  # the word-level encoders start from the encoder's vectors
+        for module in model.modules():
+            if isinstance(module, WordEncoder):
+                module.load_vectors(data.word_vectors)
+    return model
 
 
 def train(cfg: DictConfig, callbacks: Sequence[object] = ()) -> dict[str, Any]:

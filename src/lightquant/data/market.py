@@ -86,10 +86,11 @@ class MarketData:
     train_end: np.datetime64  # last target day of the training split
     layout: str = "stock"  # "stock": one window per item; "date": one date's stocks per item
     horizons: int = 1
-    # News store (set by with_news): a flat embedding table with a zero row 0 for padding,
-    # and per row the table index of up to K texts (0 = none). Batches gather from it, so
-    # samples x window x texts x dim is never materialised.
-    news_emb: torch.Tensor | None = None  # (N+1, E)
+    # News store (set by with_news): a flat table of one embedding (or, encoder=words, one row of
+    # word ids) per text with a zero row 0 for padding, and per row the table index of up to K texts
+    # (0 = none). Batches gather from it, so samples x window x texts x dim is never materialised.
+    news_emb: torch.Tensor | None = None  # (N+1, E) float32, or (N+1, L) int64 word ids
+    word_vectors: torch.Tensor | None = None  # (V, E) the word-level models' initial embedding table (word ids only)
     row_news: torch.Tensor | None = None  # (R, K) long
     # text_lag_days (a protocol's text window): each text's calendar day, and each row's
     news_day: torch.Tensor | None = None  # (N,) long days since 1970 of news_text; (N+1,) once with_news
@@ -146,7 +147,7 @@ class MarketData:
             # are padding in every window: dropped, the models' text layers compute on (nearly) real texts
             # only (same outputs: padding is masked; CSMD50 fills 3.5 % of its 20 slots).
             slots = slots[..., : max(int((slots > 0).sum(-1).max()), 1) if slots.numel() else 1]
-            batch.news = self.news_emb[slots]  # (..., T, K', E)
+            batch.news = self.news_emb[slots]  # (..., T, K', E) vectors or (..., T, K', L) word ids
             batch.news_mask = slots > 0
             if self.text_lag_days is not None:  # only texts dated d-L .. d-1 for target day d
                 nxt, has_next = self.neighbour(end, 1)
@@ -249,8 +250,15 @@ class MarketData:
 
     @property
     def news_size(self) -> int:
-        """Embedding size E of the attached news (0 without news)."""
+        """Embedding size E of the attached news, the word vectors' for word ids (0 without news)."""
+        if self.word_vectors is not None:
+            return self.word_vectors.shape[1]
         return 0 if self.news_emb is None else self.news_emb.shape[1]
+
+    @property
+    def vocab_size(self) -> int:
+        """Rows of the word embedding table when texts come as word ids (padding and unknown included), else 0."""
+        return 0 if self.word_vectors is None else self.word_vectors.shape[0]
 
     def train_texts(self) -> list[str]:
         """Texts attached to training-period days: what a text encoder may be fitted on."""
@@ -259,12 +267,23 @@ class MarketData:
         day_ok = torch.from_numpy(self.dates <= self.train_end)[self.row_day.cpu()]  # (R,)
         return [t for t, k in zip(self.news_text, day_ok[owner].tolist()) if k]
 
-    def with_news(self, embeddings: np.ndarray | torch.Tensor, max_texts: int) -> "MarketData":
+    def with_news(self, embeddings: np.ndarray | torch.Tensor, max_texts: int,
+                  word_vectors: torch.Tensor | None = None) -> "MarketData":
         """Attach text embeddings (one per ``news_text``, same order), keeping up to
-        ``max_texts`` texts per stock-day (the first ones in publication order)."""
-        emb = torch.as_tensor(np.asarray(embeddings, dtype=np.float32))
+        ``max_texts`` texts per stock-day (the first ones in publication order).
+
+        Integer ``embeddings`` are word ids (texts x words, 0 = padding), read by the word-level
+        models with ``word_vectors`` (vocabulary x E) as their embedding table's starting point."""
+        arr = np.asarray(embeddings)
+        integer = arr.dtype.kind in "iu"
+        emb = torch.as_tensor(arr.astype(np.int64 if integer else np.float32))
         if emb.ndim != 2 or emb.shape[0] != len(self.news_text):
             raise ValueError(f"need one embedding per text: got {tuple(emb.shape)} for {len(self.news_text)} texts")
+        if integer != (word_vectors is not None):
+            raise ValueError("word ids come with their word_vectors (and vectors without): got "
+                             f"{'ids' if integer else 'vectors'} and {'no ' if word_vectors is None else ''}word_vectors")
+        if integer and emb.numel() and not 0 <= int(emb.min()) <= int(emb.max()) < len(word_vectors):
+            raise ValueError(f"word ids must lie in [0, {len(word_vectors)}): the vocabulary's size")
         if max_texts < 1:
             raise ConfigError(f"dataset.max_num_tweets_len={max_texts} must be >= 1")
         ptr = self.news_ptr.cpu()
@@ -272,8 +291,9 @@ class MarketData:
         k = torch.arange(max_texts)
         # slot k of a row holds its k-th text (+1: table row 0 is the padding), or the padding
         slots = torch.where(k < counts[:, None], ptr[:-1, None] + k + 1, 0)  # (R, K)
-        table = torch.cat([torch.zeros(1, emb.shape[1]), emb])  # (N+1, E)
-        out = replace(self, news_emb=table.to(self.device), row_news=slots.to(self.device))
+        table = torch.cat([emb.new_zeros(1, emb.shape[1]), emb])  # (N+1, E) or (N+1, L)
+        out = replace(self, news_emb=table.to(self.device), row_news=slots.to(self.device),
+                      word_vectors=None if word_vectors is None else torch.as_tensor(word_vectors, dtype=torch.float32))
         if self.news_day is not None and len(self.news_day) == len(self.news_text):  # indexed like the table
             out.news_day = torch.cat([self.news_day.new_zeros(1), self.news_day.cpu()]).to(self.device)
         return out

@@ -15,8 +15,11 @@ from lightquant.batch import Batch
 from lightquant.models.layers import (
     Dropout,
     TemporalAttention,
+    WordEncoder,
     check_non_negative_float,
+    check_non_negative_int,
     check_positive_int,
+    check_texts,
     packed,
 )
 
@@ -32,6 +35,11 @@ class HAN(nn.Module):
     Days without any text get d_t = 0 (TemporalAttention's all-masked rule) and still pass through
     the GRU, which carries context from the neighbouring days; the day-level attention is thus
     unmasked, as in the paper.
+
+    Word level (``vocab_size > 0``, data from ``encoder=words``): each text arrives as word ids and
+    a :class:`~lightquant.models.layers.WordEncoder` (``word_encoder``: attention over its words by
+    default, as HAN's public re-implementation; ``mean``: the averaged word vectors the paper
+    describes) gives n, trained with the model from the encoder's word vectors (news_size = their size).
     """
 
     def __init__(
@@ -43,9 +51,13 @@ class HAN(nn.Module):
         layers: int = 1,
         dropout: float = 0.2,
         price_size: int = 0,
+        vocab_size: int | None = 0,
+        word_encoder: str = "attention",
+        freeze_embeddings: bool = False,
     ) -> None:
         super().__init__()
         check_positive_int("news_size", news_size)
+        self.vocab_size = check_non_negative_int("vocab_size", vocab_size or 0)
         check_positive_int("hidden_size", hidden_size)
         check_positive_int("attention_size", attention_size)
         check_positive_int("mlp_size", mlp_size)
@@ -54,7 +66,10 @@ class HAN(nn.Module):
         if isinstance(price_size, bool) or not isinstance(price_size, int) or price_size < 0:
             raise ValueError(f"price_size must be an int >= 0, got {price_size!r}")
         self.news_size, self.price_size = news_size, price_size
-        self.news_proj = nn.Linear(news_size, hidden_size)  # W_n, b: E -> H
+        if vocab_size:  # texts as word ids: the word-level encoder gives n
+            self.words = WordEncoder(vocab_size, news_size, hidden_size, word_encoder, attention_size, freeze_embeddings)
+        else:
+            self.news_proj = nn.Linear(news_size, hidden_size)  # W_n, b: E -> H
         self.news_attention = TemporalAttention(hidden_size, attention_size)  # over a day's K texts
         self.rnn = nn.GRU(
             hidden_size + price_size,
@@ -75,8 +90,10 @@ class HAN(nn.Module):
             raise ValueError("HAN needs news: batch.news is None; run with use_news=true")
         if batch.news_mask is None:
             raise ValueError("HAN needs batch.news_mask (which of the K text slots are real) with batch.news")
-        if batch.news.dim() != 4 or batch.news.shape[-1] != self.news_size:
-            raise ValueError(f"batch.news must be (B, T, K, news_size={self.news_size}), got {tuple(batch.news.shape)}")
+        if batch.news.dim() != 4:
+            raise ValueError(f"batch.news must be (B, T, K, news_size={self.news_size}) vectors or (B, T, K, words) "
+                             f"ids, got {tuple(batch.news.shape)}")
+        check_texts(batch.news, self.news_size, self.vocab_size, "HAN")
         if batch.news_mask.shape != batch.news.shape[:-1]:
             raise ValueError(f"batch.news_mask {tuple(batch.news_mask.shape)} must be batch.news's (B, T, K)")
         if self.price_size and batch.x.shape[-1] != self.price_size:
@@ -88,7 +105,7 @@ class HAN(nn.Module):
         news, mask = self._check(batch)
         b, t, k, _ = news.shape
         # real texts only (padding never read: its alpha is 0, but 0 * NaN/inf padding would be NaN)
-        n = packed(lambda e: torch.tanh(self.news_proj(e)), news, mask)  # (B, T, K, H)
+        n = packed(self.words if self.vocab_size else lambda e: torch.tanh(self.news_proj(e)), news, mask)  # (B, T, K, H)
         # news-level attention, all days at once; days without text give d = 0, alpha = 0
         d, alpha = self.news_attention(n.reshape(b * t, k, -1), mask.reshape(b * t, k))  # (B*T, H), (B*T, K)
         d = d.reshape(b, t, -1)  # (B, T, H)

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lightquant.choices import INITS
+from lightquant.choices import INITS, WORD_ENCODERS
 
 
 def check_positive_int(name: str, value: int) -> int:
@@ -190,3 +190,76 @@ def real_rows(mask: torch.Tensor) -> torch.Tensor:
     backward: masked_scatter's backward is a masked_select over the mask broadcast to every feature,
     which was a third of a StockNet step on the CPU."""
     return mask.reshape(-1).nonzero().squeeze(1)
+
+
+def check_texts(news: torch.Tensor, news_size: int, vocab_size: int, who: str) -> None:
+    """``batch.news`` is what the model reads: word ids with ``vocab_size > 0``, else news_size-dim vectors."""
+    if vocab_size and news.is_floating_point():
+        raise ValueError(f"{who} has vocab_size={vocab_size} (it reads word ids) but batch.news holds text vectors: "
+                         "run with encoder=words, or set model.vocab_size=0")
+    if not vocab_size and not news.is_floating_point():
+        raise ValueError(f"{who} reads text vectors (vocab_size=0) but batch.news holds word ids (encoder=words): "
+                         "leave model.vocab_size null so it follows the data")
+    if not vocab_size and news.shape[-1] != news_size:
+        raise ValueError(f"batch news embeddings have size {news.shape[-1]}, model news_size={news_size}")
+
+
+class WordEncoder(nn.Module):
+    """A text's word ids -> one message vector: the word-level encoders of the news papers.
+
+    ids (..., L) int, 0 = padding (a text's words first) -> (..., hidden_size). An embedding table
+    (``vocab_size`` x ``embedding_size``, row 0 the padding) then, by ``kind``:
+
+    - ``gru`` (StockNet, PEN): a bidirectional GRU over the words (packed: padding is never read);
+      the message is the mean of both directions' final states, each having read the whole text
+      (stocknet-code averages the two directions' outputs at the tweet's ticker position instead);
+    - ``attention`` (HAN, as its public re-implementation): additive attention over the projected
+      words, m = sum_l a_l tanh(W e_l + b);
+    - ``mean``: tanh(W mean_l(e_l) + b), averaged word vectors.
+
+    ``load_vectors`` copies pretrained / corpus-trained vectors into the table; ``freeze`` keeps it
+    fixed in training (the encoder's own layers still train).
+    """
+
+    def __init__(self, vocab_size: int, embedding_size: int, hidden_size: int, kind: str = "gru",
+                 attention_size: int = 64, freeze: bool = False) -> None:
+        super().__init__()
+        check_positive_int("vocab_size", vocab_size)
+        check_positive_int("news_size", embedding_size)
+        check_positive_int("hidden_size", hidden_size)
+        if kind not in WORD_ENCODERS:
+            raise ValueError(f"word_encoder={kind!r}: choose one of {', '.join(WORD_ENCODERS)}")
+        self.kind = kind
+        self.embedding = nn.Embedding(vocab_size, embedding_size, padding_idx=0)
+        self.embedding.weight.requires_grad_(not check_bool("freeze_embeddings", freeze))
+        if kind == "gru":
+            self.rnn = nn.GRU(embedding_size, hidden_size, batch_first=True, bidirectional=True)
+        else:
+            self.proj = nn.Linear(embedding_size, hidden_size)
+            if kind == "attention":
+                self.attention = TemporalAttention(hidden_size, attention_size)
+
+    @torch.no_grad()
+    def load_vectors(self, vectors: torch.Tensor) -> None:
+        if tuple(vectors.shape) != tuple(self.embedding.weight.shape):
+            raise ValueError(f"word vectors {tuple(vectors.shape)} do not fit the embedding table "
+                             f"{tuple(self.embedding.weight.shape)} (vocab_size, news_size)")
+        self.embedding.weight.copy_(vectors)
+        self.embedding.weight[0] = 0.0  # padding
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        lead, length = ids.shape[:-1], ids.shape[-1]
+        ids = ids.reshape(-1, length).long()  # (n, L)
+        mask = ids > 0
+        e = self.embedding(ids)  # (n, L, D)
+        if self.kind == "gru":
+            w = self.rnn.weight_ih_l0
+            lengths = mask.sum(1).clamp_min(1).cpu()  # an empty text reads one padding step
+            seq = nn.utils.rnn.pack_padded_sequence(e.to(w.dtype), lengths, batch_first=True, enforce_sorted=False)
+            _, h = self.rnn(seq)  # (2, n, H) each direction's state after the whole text
+            out = h.mean(0)
+        elif self.kind == "attention":
+            out, _ = self.attention(torch.tanh(self.proj(e)), mask)  # (n, H); 0 for an empty text
+        else:
+            out = torch.tanh(self.proj(masked_mean(e, mask, dim=1)))
+        return out.reshape(*lead, -1)

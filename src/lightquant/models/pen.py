@@ -13,8 +13,11 @@ from lightquant.batch import Batch
 from lightquant.models.layers import (
     Dropout,
     TemporalAttention,
+    WordEncoder,
     check_non_negative_float,
+    check_non_negative_int,
     check_positive_int,
+    check_texts,
     packed,
 )
 
@@ -54,6 +57,11 @@ class PEN(nn.Module):
     planted rule markedly sharper in the tests without hurting accuracy). anneal = min(1, (step + 1) /
     kl_anneal_steps), step counted in the ``kl_step`` buffer (saved with the weights).
     ``dropout`` acts on the projected prices and texts and before the head.
+
+    Texts arrive as vectors (n_dk = tanh(W e_dk + b)) or, with ``vocab_size > 0`` (``encoder=words``),
+    as word ids read by a :class:`~lightquant.models.layers.WordEncoder` (``word_encoder``: a
+    bidirectional GRU over the words by default, as the StockNet code PEN builds on), trained with
+    the model from the encoder's word vectors (news_size = their size).
     """
 
     def __init__(
@@ -67,6 +75,9 @@ class PEN(nn.Module):
         kl_weight: float = 1.0,
         kl_anneal_steps: int = 1000,
         salience_weight: float = 0.1,
+        vocab_size: int | None = 0,
+        word_encoder: str = "gru",
+        freeze_embeddings: bool = False,
     ) -> None:
         super().__init__()
         for name, value in [("input_size", input_size), ("news_size", news_size), ("hidden_size", hidden_size),
@@ -77,9 +88,13 @@ class PEN(nn.Module):
         self.kl_weight = check_non_negative_float("kl_weight", kl_weight)
         self.kl_anneal_steps = kl_anneal_steps
         self.salience_weight = check_non_negative_float("salience_weight", salience_weight)
+        self.news_size, self.vocab_size = news_size, check_non_negative_int("vocab_size", vocab_size or 0)
         h, z = hidden_size, latent_size
         self.price_proj = nn.Linear(input_size, h)
-        self.news_proj = nn.Linear(news_size, h)
+        if vocab_size:  # texts as word ids: a bi-GRU over each text's words (PEN's text encoder, from StockNet's)
+            self.words = WordEncoder(vocab_size, news_size, h, word_encoder, attention_size, freeze_embeddings)
+        else:
+            self.news_proj = nn.Linear(news_size, h)
         self.price_rnn = nn.GRU(h, h, batch_first=True)  # market state s_d: the selection query
         self.selection = TemporalAttention(2 * h, attention_size)  # over [n_dk, s_d]
         self.memory = nn.GRU(h + 1, h, batch_first=True)  # over [c_d, has_text_d]
@@ -99,13 +114,13 @@ class PEN(nn.Module):
         if batch.news is None:
             raise ValueError("PEN needs news (batch.news is None): run with use_news=true")
         x, news = batch.x, batch.news  # (B, T, F), (B, T, K, E)
-        b, t, k, e = news.shape
-        if e != self.news_proj.in_features:
-            raise ValueError(f"batch news embeddings have size {e}, model news_size={self.news_proj.in_features}")
+        b, t, k, _ = news.shape
+        check_texts(news, self.news_size, self.vocab_size, "PEN")
         mask = batch.news_mask if batch.news_mask is not None else news.new_ones(b, t, k, dtype=torch.bool)
         p = self.dropout(torch.tanh(self.price_proj(x)))  # (B, T, H)
         s, _ = self.price_rnn(p)  # (B, T, H) price state up to each day
-        n = packed(lambda e: self.dropout(torch.tanh(self.news_proj(e))), news, mask)  # (B, T, K, H), real texts only
+        encode = self.words if self.vocab_size else lambda e: torch.tanh(self.news_proj(e))
+        n = packed(lambda e: self.dropout(encode(e)), news, mask)  # (B, T, K, H), real texts only
         hs = n.shape[-1]
         # Text Selection: score_dk = u^T tanh(W_n n_dk + W_s s_d + b); empty days -> beta = 0
         _, beta = self.selection(n.reshape(b * t, k, hs), mask.reshape(b * t, k), context=s.reshape(b * t, hs).to(n.dtype))

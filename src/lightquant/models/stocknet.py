@@ -18,9 +18,12 @@ from lightquant.losses import Criterion, bce
 from lightquant.models.layers import (
     Dropout,
     TemporalAttention,
+    WordEncoder,
     check_bool,
     check_non_negative_float,
+    check_non_negative_int,
     check_positive_int,
+    check_texts,
     packed,
 )
 
@@ -39,6 +42,11 @@ class StockNet(nn.Module):
 
     Days are indexed 0..T-1 in the window; day d's target is the movement d -> d+1, i.e.
     ``batch.y_hist[:, d]`` for d < T-1 and ``batch.y`` for the last day (the prediction).
+
+    Messages: with ``vocab_size > 0`` (``encoder=words``) each text arrives as word ids and the
+    paper's message encoder, a bidirectional GRU over its words (``word_encoder=gru``; see
+    :class:`~lightquant.models.layers.WordEncoder`), embeds it, trained with the model from the
+    encoder's word vectors (news_size = their size); with text vectors a tanh projection stands in.
     """
 
     def __init__(
@@ -54,6 +62,9 @@ class StockNet(nn.Module):
         aux_weight: float = 0.5,
         use_text: bool = True,
         use_price: bool = True,
+        vocab_size: int | None = 0,
+        word_encoder: str = "gru",
+        freeze_embeddings: bool = False,
     ) -> None:
         super().__init__()
         check_positive_int("input_size", input_size)
@@ -71,11 +82,14 @@ class StockNet(nn.Module):
         self.use_price = check_bool("use_price", use_price)
         if not (use_text or use_price):
             raise ValueError("use_text and use_price are both False: StockNet needs texts, prices or both")
+        self.news_size, self.vocab_size = news_size, check_non_negative_int("vocab_size", vocab_size or 0)
         h, z = hidden_size, latent_size
         day_size = (h if use_text else 0) + (input_size if use_price else 0)
-        if use_text:
-            # texts arrive as embeddings, not words: a projection replaces the paper's bi-GRU
+        if use_text and vocab_size:  # texts as word ids: the paper's bi-GRU over each message's words
+            self.words = WordEncoder(vocab_size, news_size, h, word_encoder, attention_size, freeze_embeddings)
+        elif use_text:  # texts as vectors (encoder=tfidf / word2vec / transformer): a projection instead
             self.text_proj = nn.Linear(news_size, h)
+        if use_text:
             self.text_attention = TemporalAttention(h, attention_size)  # corpus vector c_d
         self.dropout = Dropout(dropout)
         self.rnn = nn.GRU(day_size, h, batch_first=True)  # h_d
@@ -114,10 +128,12 @@ class StockNet(nn.Module):
                     "StockNet with use_text=true needs news: run with use_news=true "
                     "(or set model.use_text=false for the price-only variant)"
                 )
+            check_texts(batch.news, self.news_size, self.vocab_size, "StockNet")
             b, t, k, _ = batch.news.shape
             mask = batch.news_mask.bool()  # (B, T, K)
             # message embeddings of the real texts only (padding may hold garbage: never read)
-            m = packed(lambda e: torch.tanh(self.text_proj(e)), batch.news, mask)  # (B, T, K, H)
+            encode = self.words if self.vocab_size else lambda e: torch.tanh(self.text_proj(e))
+            m = packed(encode, batch.news, mask)  # (B, T, K, H)
             c, _ = self.text_attention(m.reshape(b * t, k, -1), mask.reshape(b * t, k))  # (B*T, H), 0 for no text
             parts.append(c.reshape(b, t, -1))  # (B, T, H)
         if self.use_price:

@@ -46,10 +46,12 @@ def news_data(panel, tmp_path_factory, shift_days: int = 0):
     return data.with_news(emb, max_texts=K)
 
 
-def fit(model, data) -> float:
+def fit(model, data, epochs: int = 5) -> float:
+    """Test accuracy after a short seeded AdamW run (also the word-order test's, tests/test_words.py)."""
     seed_everything(0)
     trainer = Trainer(model, torch.optim.AdamW(model.parameters(), lr=3e-3), None, device=torch.device("cpu"),
-                      epochs=5, batch_size=64, seed=0, early_stopping=EarlyStopping(patience=5), progress=False)
+                      epochs=epochs, batch_size=64, seed=0, early_stopping=EarlyStopping(patience=epochs),
+                      progress=False)
     trainer.fit(data)
     return trainer.evaluate(data, "test")["accuracy"]
 

@@ -12,11 +12,12 @@ import torch
 from lightquant.data import build_market_data
 from lightquant.data.encoders import TfidfSvdEncoder, WordIdsEncoder, _state_digest, encode_cached, tokenize
 from lightquant.data.synthetic import SyntheticSource, template_polarity
-from lightquant.engine import EarlyStopping, Trainer, seed_everything
 from lightquant.errors import ConfigError
 from lightquant.models import HAN, PEN, StockNet
 from lightquant.models.layers import WordEncoder
 from lightquant.run import build_data, build_model, train
+
+from .test_news_learning import FEATURES, SPLITS, fit
 
 pytest.importorskip("gensim")
 
@@ -155,8 +156,6 @@ def test_word_level_models_train_export_and_evaluate(cfg_factory, model):
 
 
 # --------------------------------------------------------------------------- learning from word order
-FEATURES = ["open", "high", "low", "close", "volume"]
-SPLITS = {"train_end": "2022-12-30", "val_end": "2023-03-31"}
 FILLERS = [f"w{i}" for i in range(30)]
 
 
@@ -172,14 +171,6 @@ def ordered_panel():
         fill = " ".join(rng.choice(FILLERS, 3))
         texts.append(fill if p == 0 else f"gain {fill} loss" if p > 0 else f"loss {fill} gain")
     return dataclasses.replace(panel, news_text=texts)
-
-
-def _fit(model, data) -> float:
-    seed_everything(0)
-    trainer = Trainer(model, torch.optim.AdamW(model.parameters(), lr=3e-3), None, device=torch.device("cpu"),
-                      epochs=6, batch_size=64, seed=0, early_stopping=EarlyStopping(patience=6), progress=False)
-    trainer.fit(data)
-    return trainer.evaluate(data, "test")["accuracy"]
 
 
 @pytest.mark.slow
@@ -199,6 +190,6 @@ def test_word_order_is_learned_by_the_word_gru_and_not_by_a_bag_of_words(ordered
     [m.load_vectors(words.word_vectors) for m in model_w.modules() if isinstance(m, WordEncoder)]
     bow = TfidfSvdEncoder(dim=16, analyzer="word", ngram_range=(1, 1), min_df=1)  # unigrams: no word order
     vectors = data.with_news(encode_cached(bow, data.train_texts(), data.news_text, tmp_path), 4)
-    acc_words, acc_bow = _fit(model_w, words), _fit(net(), vectors)
+    acc_words, acc_bow = fit(model_w, words, epochs=6), fit(net(), vectors, epochs=6)
     assert acc_words >= 0.6 and acc_words >= acc_bow + 0.08, (acc_words, acc_bow)
     assert acc_bow < 0.57, acc_bow  # the same bag of words on good and bad days: nothing to learn

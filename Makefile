@@ -80,19 +80,12 @@ sweep: $(INSTALLED) ## Optuna sweep of N_TRIALS trials (resumable: STORAGE, STUD
 	$(BIN)/python train.py hparams_search=optuna hydra.sweeper.n_trials=$(N_TRIALS) \
 	  hydra.sweeper.storage=$(STORAGE) $(if $(STUDY),hydra.sweeper.study_name=$(STUDY)) $(ARGS)
 
-# Several processes work one sqlite study, each with its own sampler seed (the same seed would
-# draw the same trials), into one sweep dir (job dirs w<worker>-<n>); one report at the end.
-sweep-parallel: $(INSTALLED) ## WORKERS processes on one Optuna study, N_TRIALS each, one sweep dir and report
-	@dir=multirun/parallel_$$(date +%Y-%m-%d_%H-%M-%S); mkdir -p $$dir; pids=; \
-	for i in $$(seq 1 $(WORKERS)); do \
-	  $(BIN)/python train.py hparams_search=optuna hydra.sweeper.n_trials=$(N_TRIALS) \
-	    hydra.sweeper.storage=$(STORAGE) $(if $(STUDY),hydra.sweeper.study_name=$(STUDY)) \
-	    hydra.sweeper.sampler.seed=$$i hydra.sweep.dir=$$dir "hydra.sweep.subdir=w$$i-\$${hydra.job.num}" \
-	    $(ARGS) > $$dir/worker$$i.log 2>&1 & pids="$$pids $$!"; \
-	  echo "worker $$i: pid $$!, log $$dir/worker$$i.log"; sleep 3; \
-	done; \
-	status=0; for p in $$pids; do wait $$p || status=1; done; \
-	$(BIN)/python -m lightquant.sweeps $$dir; exit $$status
+# Parallel trials through Hydra's joblib launcher: one sweep asks Optuna for WORKERS trials at a time
+# and runs them in WORKERS processes; one sweep dir, one report. Only the sweeping process writes the
+# study, so the sqlite default is safe (several machines on one study: a PostgreSQL STORAGE).
+sweep-parallel: $(INSTALLED) ## Optuna sweep of N_TRIALS trials, WORKERS at a time (joblib launcher), one sweep dir and report
+	$(BIN)/python train.py hparams_search=optuna hydra/launcher=joblib hydra.launcher.n_jobs=$(WORKERS) \
+	  hydra.sweeper.n_trials=$(N_TRIALS) hydra.sweeper.storage=$(STORAGE) $(if $(STUDY),hydra.sweeper.study_name=$(STUDY)) $(ARGS)
 
 report: $(INSTALLED) ## Rewrite the report (leaderboard, best run, seed summary, plots) of DIR=multirun/<time>
 	@test -n "$(DIR)" || { echo "usage: make report DIR=multirun/<time> [ARGS='--objective val/loss']"; exit 2; }

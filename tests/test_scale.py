@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -175,15 +176,12 @@ def test_resume_after_sigkill_ends_like_an_uninterrupted_run(cfg_factory, tmp_pa
 def test_torchrun_two_processes_match_one_process(cfg_factory, tmp_path):
     """torchrun, 2 gloo processes x batch 32 = one process x batch 64: same weights and metrics,
     one run dir (rank 0's logs, .hydra/ and outputs, rank 1's log beside them)."""
-    common = ["model.dropout=0.0", "trainer.epochs=2"]
-    single = train(cfg_factory([*common, "dataset.batch_size=64"]))
-    single_weights = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)["model"]
-
+    single, single_weights = one_process(cfg_factory, tmp_path)
     cwd = tmp_path / "ddp"
     cwd.mkdir()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(ROOT / "train.py"),
-           "trainer=ddp", *TINY, *common, "dataset.batch_size=32",
+           "trainer=ddp", *TINY, *DDP_COMMON, "dataset.batch_size=32",
            f"paths.cache_dir={tmp_path / 'cache'}", f"paths.result_dir={tmp_path / 'result'}"]
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -196,6 +194,20 @@ def test_torchrun_two_processes_match_one_process(cfg_factory, tmp_path):
     log = (run / "train.log").read_text()
     assert "Effective batch 64 = dataset.batch_size 32 x trainer.accumulate_grad_batches 1 x 2 process(es)" in log
     assert "rank 0/2 (gloo)" in log
+    assert_trained_alike(run, single, single_weights)
+
+
+DDP_COMMON = ["model.dropout=0.0", "trainer.epochs=2"]  # + batch 64 in one process, 32 in each of two
+
+
+def one_process(cfg_factory, tmp_path) -> tuple[dict, dict]:
+    """The reference of the distributed tests: metrics and final weights of one process at batch 64."""
+    single = train(cfg_factory([*DDP_COMMON, "dataset.batch_size=64"]))
+    return single, torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)["model"]
+
+
+def assert_trained_alike(run: Path, single: dict, single_weights: dict) -> None:
+    """A distributed run dir ended with one process's metrics and weights."""
     ddp = json.loads((run / "metrics.json").read_text())
     for split in ("val", "test"):
         for k in ("loss", "accuracy", "mcc", "f1"):

@@ -9,9 +9,12 @@ named by torchrun's run id, ``.hydra/`` from rank 0 only, and rank r > 0 logging
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+from typing import Any
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from lightquant.errors import ConfigError
 
@@ -51,6 +54,32 @@ def rank_suffix() -> str:
     return "" if r == 0 else f".rank{r}"
 
 
+#: task overrides that change where a trial's files go or how fast it runs, not what it computes
+_NOT_STUDY_IDENTITY = ("paths.", "tracker", "trainer.num_threads", "trainer.progress")
+
+
+def study_key(dataset: str, model: str, use_news: bool, objective: str, direction: Any, params: Any,
+              overrides: Any) -> str:
+    """8 hex digits naming what makes an Optuna study's trials comparable: the dataset, model,
+    use_news, the objective and its direction, the searched space and every other task override
+    (sorted; paths, tracking and thread counts excluded). A changed setting starts a new study; the
+    same command, rerun, resumes its study (the sweeper's n_trials and storage are not part of it)."""
+    container = OmegaConf.to_container(params, resolve=False) if isinstance(params, DictConfig) else params or {}
+    task = [str(o) for o in (overrides or []) if not str(o).lstrip("+~").startswith(_NOT_STUDY_IDENTITY)]
+    what = {"dataset": dataset, "model": model, "use_news": bool(use_news), "objective": objective,
+            "direction": str(direction), "params": {k: str(v) for k, v in sorted(container.items())},
+            "overrides": sorted(task)}
+    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def trials_at_once(launcher_jobs: Any) -> int:
+    """The Optuna sweeper's batch: the joblib launcher's n_jobs (-1 = every core), else 1."""
+    if launcher_jobs is None:
+        return 1
+    n = int(launcher_jobs)
+    return os.cpu_count() or 1 if n < 0 else max(n, 1)
+
+
 RESOLVERS = {
     # model configs derive sizes from the data config instead of repeating them:
     # `${lq.len:${dataset.features}}` -> input_size; `${lq.news_size:${use_news},${encoder.dim}}`
@@ -61,6 +90,8 @@ RESOLVERS = {
     "lq.main_only": main_only,
     "lq.rank_suffix": rank_suffix,
     "lq.pid": os.getpid,  # default run dirs of processes started in the same second differ (<time>_<pid>)
+    "lq.study_key": study_key,  # hparams_search/optuna.yaml's default study name
+    "lq.trials_at_once": trials_at_once,
 }
 
 

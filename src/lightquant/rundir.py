@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
@@ -59,6 +60,9 @@ class WritableOutputDir(Callback):
     read-only folder is one line naming it, not Hydra's traceback ("Unable to configure handler")."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        # the run dir names the model through ${hydra:runtime.choices.model}, which resolves only once
+        # HydraConfig is set; Hydra sets it later (in run_job), with this same config
+        HydraConfig.instance().set_config(config)
         self._check(config.hydra.run.dir, "hydra.run.dir")
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:

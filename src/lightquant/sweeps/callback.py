@@ -29,6 +29,31 @@ def sweeper_direction(config: DictConfig) -> str | None:
     return str(direction).rsplit(".", 1)[-1]  # "Direction.maximize" -> "maximize"
 
 
+def log_study(config: DictConfig) -> None:
+    """Which Optuna study this sweep works (its name says what its trials share) and whether it
+    resumes one: a sweep that silently joined an older study would mix incomparable trials."""
+    sweeper = config.hydra.sweeper
+    if sweeper.get("study_name") is None:
+        return  # not the Optuna sweeper
+    name, storage = str(sweeper.study_name), sweeper.get("storage")
+    if storage is None:
+        log.info("Optuna study %s, in memory (hydra.sweeper.storage=<url> keeps it to resume or share)", name)
+        return
+    import optuna
+    from sqlalchemy.engine import make_url
+
+    shown = repr(make_url(str(storage)))  # the password, if any, as ***
+    try:
+        held = {s.study_name: s.n_trials for s in optuna.study.get_all_study_summaries(storage=str(storage))}
+    except Exception as e:  # the sweeper itself will say what is wrong with the storage
+        log.warning("Optuna storage %s could not be read: %s", shown, e)
+        return
+    if name in held:
+        log.info("Optuna study %s in %s: resuming it, %d trial(s) so far", name, shown, held[name])
+    else:
+        log.info("Optuna study %s in %s: a new study (same command again resumes it)", name, shown)
+
+
 class SweepReport(Callback):
     """Registered in ``conf/hydra/default.yaml``; ``objective`` defaults to the config's ``optimized_metric``."""
 
@@ -36,6 +61,9 @@ class SweepReport(Callback):
         self.objective = objective
         self.direction = direction
         self.plots = plots
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        log_study(config)
 
     def on_job_end(self, config: DictConfig, job_return: Any = None, **kwargs: Any) -> None:
         if config.hydra.mode != RunMode.MULTIRUN:

@@ -266,6 +266,14 @@ def subset(data, split: str, n: int):
     return replace(data, splits={**data.splits, split: cut})
 
 
+def mean_std(xs: Sequence[float], scale: float = 1.0, digits: int = 2) -> str:
+    """"m ± s" (sample std) of ``xs`` times ``scale``; "m" for one value, "—" for none."""
+    if not xs:
+        return "—"
+    m = statistics.mean(xs) * scale
+    return f"{m:.{digits}f}" if len(xs) == 1 else f"{m:.{digits}f} ± {statistics.stdev(xs) * scale:.{digits}f}"
+
+
 def fmt(x: float, digits: int = 2) -> str:
     if x is None or math.isnan(x):
         return "—"

@@ -29,6 +29,7 @@ from benchmarks.common import (
     child_env,
     fmt,
     interleaved,
+    mean_std,
     median,
     run_child,
     subset,
@@ -108,13 +109,6 @@ def run_costs(datasets: Sequence[str], models: Sequence[str], encoders: Sequence
     return costs
 
 
-def _ms(xs: list[float], scale: float = 1.0, digits: int = 2) -> str:
-    if not xs:
-        return "—"
-    m = statistics.mean(xs) * scale
-    return f"{m:.{digits}f}" if len(xs) == 1 else f"{m:.{digits}f} ± {statistics.stdev(xs) * scale:.{digits}f}"
-
-
 def table(runs: list[dict], costs: list[dict], dataset: str) -> Table:
     rows = []
     for m in dict.fromkeys(r["model"] for r in runs if r["dataset"] == dataset):
@@ -124,9 +118,9 @@ def table(runs: list[dict], costs: list[dict], dataset: str) -> Table:
             c = next((c for c in costs if (c["dataset"], c["model"], c["encoder"]) == (dataset, m, e)), None)
             beats = sum(r.get("test_p_vs_majority", 1.0) < 0.05 for r in ok)
             rows.append([
-                m, f"`{' '.join(ENCODERS[e])}`", f"{len(ok)}/{len(rs)}", _ms([r["val_mcc"] for r in ok], 1, 3),
-                _ms([r["test_accuracy"] for r in ok], 100), _ms([r["test_mcc"] for r in ok], 1, 3),
-                _ms([r["test_majority_accuracy"] for r in ok], 100), f"{beats}/{len(ok)}",
+                m, f"`{' '.join(ENCODERS[e])}`", f"{len(ok)}/{len(rs)}", mean_std([r["val_mcc"] for r in ok], 1, 3),
+                mean_std([r["test_accuracy"] for r in ok], 100), mean_std([r["test_mcc"] for r in ok], 1, 3),
+                mean_std([r["test_majority_accuracy"] for r in ok], 100), f"{beats}/{len(ok)}",
                 ", ".join(str(r["best_epoch"]) for r in ok) or "—",
                 fmt(c["samples_per_s"], 0) if c else "—", fmt(c["news_store_mb"], 1) if c else "—",
                 fmt(c["rss_peak_mb"], 0) if c else "—", f"{c['params']:,}" if c else "—",

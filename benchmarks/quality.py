@@ -36,6 +36,7 @@ from benchmarks.common import (
     Table,
     child_env,
     fmt,
+    mean_std,
     news_overrides,
 )
 from lightquant.data.features import ADV_ALSTM_FEATURES
@@ -194,15 +195,6 @@ def run_variant(name: str, seeds: Sequence[int], epochs: int | None, out: Path, 
     return [dict(r, variant=name) for r in runs]
 
 
-def _mean_std(xs: list[float], scale: float = 1.0, digits: int = 2) -> str:
-    if not xs:
-        return "—"
-    m = statistics.mean(xs) * scale
-    if len(xs) == 1:
-        return f"{m:.{digits}f}"
-    return f"{m:.{digits}f} ± {statistics.stdev(xs) * scale:.{digits}f}"
-
-
 def summarize(runs: list[dict], dataset: str) -> Table:
     rows = []
     for m in dict.fromkeys(r["model"] for r in runs if r["dataset"] == dataset):
@@ -214,7 +206,7 @@ def summarize(runs: list[dict], dataset: str) -> Table:
         pub = PUBLISHED_ACL18.get(m) if dataset == "acl18" else None
         gap = f"{statistics.mean(acc) * 100 - pub[0]:+.2f}" if pub and acc else "—"
         rows.append([
-            m, f"`{config}`", f"{len(ok)}/{len(rs)}", _mean_std(acc, 100), _mean_std(mcc, 1, 3),
+            m, f"`{config}`", f"{len(ok)}/{len(rs)}", mean_std(acc, 100), mean_std(mcc, 1, 3),
             f"{pub[0]:.2f}" if pub else "—", f"{pub[1]:.3f}" if pub else "—", gap,
             (f"{statistics.mean([r['epochs_trained'] for r in ok]):.0f} / "
              + ", ".join(str(r["best_epoch"]) for r in ok)) if ok else "—",
@@ -246,7 +238,7 @@ def chosen_on_validation(defaults: list[dict], tried: list[dict],
         acc = statistics.mean(r["test_accuracy"] for r in g) * 100
         mcc = statistics.mean(r["test_mcc"] for r in g)
         rows.append([m, f"{name} (of {', '.join(groups)})", f"{val:.3f}", ", ".join(str(r["seed"]) for r in g),
-                     _mean_std([r["test_accuracy"] for r in g], 100), _mean_std([r["test_mcc"] for r in g], 1, 3),
+                     mean_std([r["test_accuracy"] for r in g], 100), mean_std([r["test_mcc"] for r in g], 1, 3),
                      f"{pa:.2f} / {pm:.3f}", f"{acc - pa:+.2f} / {mcc - pm:+.3f}",
                      "yes" if acc >= pa and mcc >= pm else "no"])
     headers = ["model", "config chosen on validation", "val MCC (mean, exploration seeds)", "test seeds",

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from benchmarks.common import CONF, RESULTS, Section, Settings, Table, fmt
+from benchmarks.common import CONF, RESULTS, Section, Settings, Table, fmt, mean_std
 from benchmarks.quality import data_root, run_one
 
 RECIPES = CONF / "experiment" / "paper"
@@ -154,13 +154,6 @@ def baselines(dataset: str, cache_dir: Path) -> dict[str, dict]:
     }
 
 
-def _ms(xs: list[float], scale: float = 1.0, digits: int = 2) -> str:
-    if not xs:
-        return "—"
-    m = statistics.mean(xs) * scale
-    return f"{m:.{digits}f}" if len(xs) == 1 else f"{m:.{digits}f} ± {statistics.stdev(xs) * scale:.{digits}f}"
-
-
 def recipe_table(runs: list[dict], protocols: dict[str, str]) -> Table:
     meta = recipes()
     rows = []
@@ -175,10 +168,10 @@ def recipe_table(runs: list[dict], protocols: dict[str, str]) -> Table:
         beats = sum(r.get("test_p_vs_majority", 1.0) < 0.05 for r in ok)
         rows.append([
             _label(name, warm, variant), protocols[name], cmd, f"{len(ok)}/{len(rs)}",
-            _ms(acc, 100), _ms(mcc, 1, 3), f"{pub['accuracy']:.2f} / {pub['mcc']:.3f}",
+            mean_std(acc, 100), mean_std(mcc, 1, 3), f"{pub['accuracy']:.2f} / {pub['mcc']:.3f}",
             f"{statistics.mean(acc) * 100 - pub['accuracy']:+.2f} / {statistics.mean(mcc) - pub['mcc']:+.3f}" if ok else "—",
             "yes" if ok and statistics.mean(acc) * 100 >= pub["accuracy"] and statistics.mean(mcc) >= pub["mcc"] else "no",
-            _ms([r["test_majority_accuracy"] for r in ok], 100), f"{beats}/{len(ok)}", f"{constant_seeds(ok)}/{len(ok)}",
+            mean_std([r["test_majority_accuracy"] for r in ok], 100), f"{beats}/{len(ok)}", f"{constant_seeds(ok)}/{len(ok)}",
             ", ".join(str(r["best_epoch"]) for r in ok),
         ])
     headers = ["recipe", "protocol (dataset=)", "command", "seeds ok", "test acc % (mean ± std)", "test MCC",

@@ -105,17 +105,6 @@ def child_env(threads: int, **extra: str) -> dict[str, str]:
     return env
 
 
-def git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10,
-                             check=False)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True, timeout=10, check=False).stdout.strip()
-        return out.stdout.strip() + (" + uncommitted changes" if dirty else "") if out.returncode == 0 else "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -129,6 +118,8 @@ def cpu_model() -> str:
 def machine_info(threads: int) -> dict[str, Any]:
     import torch
 
+    from lightquant.evaluation.leaderboard import git_commit
+
     info = {
         "cpu": cpu_model(),
         "logical_cores": os.cpu_count(),
@@ -137,7 +128,7 @@ def machine_info(threads: int) -> dict[str, Any]:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "commit": git_commit(),
+        "commit": git_commit(ROOT),  # "<sha>+dirty" with uncommitted changes to tracked files
         "date": time.strftime("%Y-%m-%d %H:%M %Z"),
     }
     if hasattr(os, "getloadavg"):  # a busy machine makes absolute figures noisy: say how busy

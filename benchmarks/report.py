@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import Section, Table, machine_line
+from lightquant.markdown import markdown_table
 
 INTRO = """`make bench` (`python -m benchmarks.run`) measures LightQuant's engine against the obvious
 alternatives and the models against their published results (hours: the quality section
@@ -37,9 +38,7 @@ are the result. Memory is the peak resident set size of a fresh process per meas
 
 
 def render_table(t: Table) -> str:
-    lines = [f"**{t.caption}**", "", "| " + " | ".join(t.headers) + " |", "|" + "---|" * len(t.headers)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in t.rows]
-    return "\n".join(lines)
+    return f"**{t.caption}**\n\n" + markdown_table(t.headers, t.rows)
 
 
 def render_section(sec: Section, info: dict[str, Any], mode: str) -> str:

@@ -23,7 +23,7 @@ SHOWN = ("val_mcc", "test_accuracy", "test_mcc", "bt_total_return", "bt_sharpe",
 
 def _print(df: pd.DataFrame, title: str, fmt: str) -> None:
     if fmt == "markdown":
-        print(f"\n## {title}\n\n{leaderboard.markdown_table(df)}")
+        print(f"\n## {title}\n\n{leaderboard.frame_table(df)}")
         return
     from rich.console import Console
     from rich.table import Table

@@ -21,6 +21,7 @@ import pandas as pd
 
 from lightquant.atomic import atomic_write_text
 from lightquant.errors import ConfigError
+from lightquant.markdown import markdown_table
 
 try:  # POSIX; elsewhere appends are unlocked (a single-process run needs no lock)
     import fcntl
@@ -105,13 +106,10 @@ def _fmt(x: Any, digits: int = 4) -> str:
     return str(x)
 
 
-def markdown_table(df: pd.DataFrame, digits: int = 4) -> str:
-    """A GitHub markdown table (pipes in cells escaped)."""
-    cols = [str(c) for c in df.columns]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for rec in df.itertuples(index=False):  # the table a person reads: a few hundred rows at most
-        lines.append("| " + " | ".join(_fmt(v, digits).replace("|", "\\|") for v in rec) + " |")
-    return "\n".join(lines) + "\n"
+def frame_table(df: pd.DataFrame, digits: int = 4) -> str:
+    """``df`` as a markdown table, floats to ``digits`` decimals (NaN blank)."""
+    # the table a person reads: a few hundred rows at most
+    return markdown_table(df.columns, ([_fmt(v, digits) for v in rec] for rec in df.itertuples(index=False))) + "\n"
 
 
 def summarize(df: pd.DataFrame, by: Sequence[str] = DEFAULT_BY, metrics: Sequence[str] | None = None,
@@ -139,6 +137,6 @@ def to_markdown_report(df: pd.DataFrame) -> str:
     """The ``.md``: mean ± std per model (seeds pooled), then every run."""
     parts = ["# Leaderboard\n", "Generated from leaderboard.csv; one row per finished run.\n"]
     if len(df):
-        parts += ["\n## By model (mean ± std over seeds)\n\n", markdown_table(summarize(df))]
-        parts += ["\n## Runs\n\n", markdown_table(df[[c for c in MD_COLUMNS if c in df.columns]])]
+        parts += ["\n## By model (mean ± std over seeds)\n\n", frame_table(summarize(df))]
+        parts += ["\n## Runs\n\n", frame_table(df[[c for c in MD_COLUMNS if c in df.columns]])]
     return "".join(parts)

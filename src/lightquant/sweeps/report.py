@@ -19,6 +19,7 @@ import yaml
 
 from lightquant.atomic import atomic_write_text
 from lightquant.errors import ConfigError
+from lightquant.markdown import markdown_table
 from lightquant.sweeps.runs import OK, collect_runs, sweep_settings
 
 log = logging.getLogger(__name__)
@@ -86,11 +87,8 @@ def _int(x: Any) -> Any:
     return int(x) if isinstance(x, float) and x.is_integer() else x
 
 
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    cells = [[_fmt(c) for c in r] for r in rows]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in cells]
-    return "\n".join(lines)
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    return markdown_table(header, ([_fmt(c) for c in r] for r in rows))
 
 
 def best_run(ranked: pd.DataFrame, objective: str) -> dict[str, Any] | None:
@@ -129,14 +127,14 @@ def render_markdown(sweep_dir: Path, ranked: pd.DataFrame, summary: pd.DataFrame
                 f"Job `{best['job']}`: `{objective}` = {_fmt(best['objective']['value'])}", "",
                 "```bash", best["command"], "```", ""]
     out += ["## Leaderboard", "",
-            markdown_table(["rank", "job", "status", *varying, *shown, "best_epoch", "error"],
+            _table(["rank", "job", "status", *varying, *shown, "best_epoch", "error"],
                            [[_int(r["rank"]), r["job"], r["status"], *[r.get(k) for k in varying],
                              *[r.get(m) for m in shown], _int(r.get("best_epoch")), r.get("error") if isinstance(r.get("error"), str) else ""]
                             for _, r in ranked.iterrows()]), ""]
     if not summary.empty and ("seed" in varying or summary["n"].max() > 1):
         keys = [k for k in varying if k != "seed"]
         out += ["## Seed summary (mean ± std over runs that differ only in seed)", "",
-                markdown_table([*keys, "n", *shown],
+                _table([*keys, "n", *shown],
                                [[*[r[k] for k in keys], r["n"],
                                  *[f"{_fmt(r.get(f'{m}_mean'))} ± {_fmt(r.get(f'{m}_std'))}" for m in shown]]
                                 for _, r in summary.iterrows()]), ""]

@@ -226,16 +226,36 @@ def news_overrides(model: str) -> list[str]:
     return ["use_news=true"] if model in NEWS_MODELS else []
 
 
-NEWS_MODELS = ("han", "stocknet", "pen")
-ALL_MODELS = ("lstm", "bilstm", "alstm", "adv_lstm", "han", "stocknet", "pen", "dtml", "scinet")
+def zoo() -> tuple[str, ...]:
+    """conf/zoo.yaml's models, in its order."""
+    from omegaconf import OmegaConf
+
+    return tuple(OmegaConf.load(CONF / "zoo.yaml").models)
+
+
+def reads_news(model: str) -> bool:
+    """Whether conf/model/<model>.yaml's class declares that it reads news (``needs.news``)."""
+    from hydra.utils import get_class
+    from omegaconf import OmegaConf
+
+    from lightquant.models.needs import needs_of
+
+    node = OmegaConf.load(CONF / "model" / f"{model}.yaml")
+    while "_target_" not in node:  # a variant (bilstm) names its base config in its defaults list
+        node = OmegaConf.load(CONF / "model" / f"{next(d for d in node.defaults if d != '_self_')}.yaml")
+    return needs_of(get_class(node._target_)).news
+
+
+ALL_MODELS = zoo()
+NEWS_MODELS = tuple(m for m in ALL_MODELS if reads_news(m))
 
 
 def build(overrides: Sequence[str], cache_dir: Path):
     """(cfg, data, model) through lightquant.run's own build_data/build_model, seeded."""
     from omegaconf import open_dict
 
+    from lightquant.builder import build_data, build_model
     from lightquant.engine import seed_everything
-    from lightquant.run import build_data, build_model
 
     cfg = compose(list(overrides))
     with open_dict(cfg):

@@ -19,7 +19,7 @@ DATASETS = [  # (label, train.py overrides, real dataset it needs or None)
     ("ACL18 (real, 88 stocks)", ["dataset=acl18"], "acl18"),
 ]
 DESCRIPTION = (
-    "Wall time of `lightquant.run.build_data` with `use_news=true` (what every run does before training): "
+    "Wall time of `lightquant.builder.build_data` with `use_news=true` (what every run does before training): "
     "**cold** with an empty cache dir (parse the price and news files, or generate the synthetic market; "
     "compute features, labels and splits; fit TF-IDF + SVD on training-period texts and encode every "
     "text; write the panel and embedding caches), **warm** with the caches in place (load the panel and "
@@ -62,7 +62,7 @@ def prepare(overrides: list[str], cache_dir: str) -> dict:
     """Child: build_data once; seconds in total and per phase."""
     from omegaconf import open_dict
 
-    from lightquant.run import build_data
+    from lightquant.builder import build_data
 
     cfg = compose([*overrides, "use_news=true"])
     with open_dict(cfg):

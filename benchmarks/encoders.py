@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from benchmarks.common import (
+    NEWS_MODELS,
     RESULTS,
     Section,
     Settings,
@@ -37,7 +38,7 @@ from benchmarks.common import (
 from benchmarks.quality import data_root, dataset_available, run_one
 
 DATASETS = ("acl18", "acl18_stocknet", "csmd50")
-MODELS = ("han", "stocknet", "pen")
+MODELS = NEWS_MODELS
 ENCODERS = {"tfidf": ["encoder=tfidf"], "word2vec": ["encoder=word2vec"], "words": ["encoder=words"]}
 SMOKE = ["dataset.source.n_stocks=6", "dataset.source.end=2022-12-30", "dataset.splits.train_end=2022-06-30",
          "dataset.splits.val_end=2022-09-30", "encoder.dim=8", "model.hidden_size=8"]  # on dataset=synthetic

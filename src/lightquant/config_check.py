@@ -170,7 +170,10 @@ def validate_config(cfg: DictConfig) -> None:
     # Build the model once: its constructor checks every argument against the others.
     # Sizes the data fills in (null in conf/model/) get placeholders; vocab_size 2 builds the word-level
     # encoder too, so its settings are checked whichever encoder this run uses.
-    extra = {k: v for k, v in (("num_stocks", 1), ("vocab_size", 2)) if k in cfg.model and get(f"model.{k}") is None}
+    from lightquant.builder import model_needs  # torch: the model's module is imported to build it anyway
+
+    placeholders = {"num_stocks": 1, "vocab_size": 2}
+    extra = {k: placeholders[k] for k in model_needs(cfg).from_data if get(f"model.{k}") is None}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # e.g. SCINet's padding note: said again when the real model is built
         try:

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
+from lightquant.builder import build_data
 from lightquant.data.market import SPLITS, MarketData
 from lightquant.engine import resolve_device
 from lightquant.errors import CheckpointError, ConfigError
@@ -85,8 +86,7 @@ def model_and_config(ckpt: str | Path, dataset: Mapping[str, Any] | None = None,
 
 def model_data(payload: Mapping[str, Any], cfg: Any, score_day: Any = None) -> MarketData:
     """The data of :func:`model_and_config`'s ``cfg``, normalised and text-encoded as the model was trained;
-    ``score_day``: as in :func:`lightquant.run.build_data`."""
-    from lightquant.run import build_data  # the run module owns data building from a config
+    ``score_day``: as in :func:`lightquant.builder.build_data`."""
 
     info = payload.get("data", {})
     if cfg.use_news and not info.get("text_encoder"):  # exported before encoder states were kept

@@ -19,6 +19,7 @@ from lightquant.models.layers import (
     check_positive_int,
     price_news_inputs,
 )
+from lightquant.models.needs import DataNeeds
 
 
 class AttentiveContext(nn.Module):
@@ -76,7 +77,8 @@ class DTML(nn.Module):
     leaves it null) gives each stock its own context scale and shift.
     """
 
-    batch_layout = "date"  # the data layer builds date items (B dates x S stocks) for DTML
+    needs = DataNeeds(layout="date", from_data=("num_stocks",))  # date items: B dates x S stocks
+    batch_layout = needs.layout
 
     def __init__(
         self,

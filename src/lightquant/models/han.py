@@ -22,6 +22,7 @@ from lightquant.models.layers import (
     check_texts,
     packed,
 )
+from lightquant.models.needs import DataNeeds
 
 
 class HAN(nn.Module):
@@ -41,6 +42,8 @@ class HAN(nn.Module):
     default, as HAN's public re-implementation; ``mean``: the averaged word vectors the paper
     describes) gives n, trained with the model from the encoder's word vectors (news_size = their size).
     """
+
+    needs = DataNeeds(news=True, from_data=("vocab_size",))  # word ids with encoder=words
 
     def __init__(
         self,

@@ -20,6 +20,7 @@ from lightquant.models.layers import (
     check_texts,
     packed,
 )
+from lightquant.models.needs import DataNeeds
 
 
 def _gaussian(out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -63,6 +64,8 @@ class PEN(nn.Module):
     bidirectional GRU over the words by default, as the StockNet code PEN builds on), trained with
     the model from the encoder's word vectors (news_size = their size).
     """
+
+    needs = DataNeeds(news=True, from_data=("vocab_size",))  # word ids with encoder=words
 
     def __init__(
         self,

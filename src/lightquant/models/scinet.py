@@ -19,6 +19,7 @@ from lightquant.models.layers import (
     dropout,
     price_news_inputs,
 )
+from lightquant.models.needs import DataNeeds
 
 
 class ConvPairs(nn.Module):
@@ -128,6 +129,8 @@ class SCINet(nn.Module):
     input variables. ``forward`` returns logits (B,) with ``pred_len=1`` (a drop-in
     next-day model), else (B, pred_len) with column h-1 = movement of day t+h-1 -> t+h.
     """
+
+    needs = DataNeeds(horizons="pred_len")  # labels for days t+1 .. t+pred_len
 
     def __init__(
         self,

@@ -26,6 +26,7 @@ from lightquant.models.layers import (
     check_texts,
     packed,
 )
+from lightquant.models.needs import DataNeeds
 
 
 def _gaussian_kl(
@@ -48,6 +49,8 @@ class StockNet(nn.Module):
     :class:`~lightquant.models.layers.WordEncoder`), embeds it, trained with the model from the
     encoder's word vectors (news_size = their size); with text vectors a tanh projection stands in.
     """
+
+    needs = DataNeeds(news=True, from_data=("vocab_size",))  # word ids with encoder=words
 
     def __init__(
         self,

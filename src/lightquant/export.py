@@ -103,7 +103,7 @@ def resolve_export(path: str | Path) -> Path:
     return candidate
 
 
-def build_model(model_config: dict[str, Any]) -> torch.nn.Module:
+def model_from_config(model_config: dict[str, Any]) -> torch.nn.Module:
     """Instantiate ``{"_target_": "lightquant.models.x.Cls", **kwargs}`` (targets outside the zoo refused)."""
     cfg = dict(model_config)
     target = cfg.pop("_target_", None)
@@ -122,6 +122,6 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tu
     payload = read_checkpoint(path, "ckpt", map_location)
     if payload.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{path}: export format {payload.get('format_version')} is not {FORMAT_VERSION}")
-    model = build_model(payload["model_config"])
+    model = model_from_config(payload["model_config"])
     model.load_state_dict(payload["state_dict"])
     return model.eval(), payload

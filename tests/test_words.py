@@ -97,6 +97,24 @@ def test_word_encoder_reads_real_words_only(kind):
         WordEncoder(10, 4, 6, "lstm")
 
 
+
+@pytest.mark.parametrize("kind", ["gru", "attention", "mean"])
+def test_a_text_repeated_in_a_batch_gets_the_vector_and_gradient_of_its_copies(kind):
+    """Distinct texts are read once and copied to their slots: outputs equal each text read on its
+    own, and the embedding gradient equals the one of reading every copy."""
+    torch.manual_seed(0)
+    enc = WordEncoder(12, 4, 6, kind, 5)
+    texts = torch.tensor([[3, 4, 5, 0], [6, 0, 0, 0], [3, 4, 5, 0], [7, 8, 9, 10], [6, 0, 0, 0]])
+    out = enc(texts.view(1, 5, 4))[0]
+    alone = torch.cat([enc(t.view(1, 4)) for t in texts])
+    torch.testing.assert_close(out, alone)
+    w = torch.randn(5, 6)
+    (out * w).sum().backward()
+    batched = enc.embedding.weight.grad.clone()
+    enc.zero_grad()
+    sum((enc(t.view(1, 4)) * w[i]).sum() for i, t in enumerate(texts)).backward()
+    torch.testing.assert_close(batched, enc.embedding.weight.grad)
+
 def test_models_reject_the_wrong_kind_of_texts():
     ids = torch.ones(2, 5, 3, 4, dtype=torch.long)
     vectors = torch.randn(2, 5, 3, 8)

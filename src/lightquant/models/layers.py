@@ -249,7 +249,10 @@ class WordEncoder(nn.Module):
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         lead, length = ids.shape[:-1], ids.shape[-1]
-        ids = ids.reshape(-1, length).long()  # (n, L)
+        # Each distinct text is read once and its vector copied to every slot holding it: overlapping
+        # windows repeat a day's texts (an evaluation batch of consecutive days holds each text about T
+        # times), and retweets repeat texts across days (15 % of a StockNet-protocol training batch's).
+        ids, copies = torch.unique(ids.reshape(-1, length).long(), dim=0, return_inverse=True)  # (n, L), (N,)
         mask = ids > 0
         e = self.embedding(ids)  # (n, L, D)
         if self.kind == "gru":
@@ -262,4 +265,4 @@ class WordEncoder(nn.Module):
             out, _ = self.attention(torch.tanh(self.proj(e)), mask)  # (n, H); 0 for an empty text
         else:
             out = torch.tanh(self.proj(masked_mean(e, mask, dim=1)))
-        return out.reshape(*lead, -1)
+        return out.index_select(0, copies).reshape(*lead, -1)

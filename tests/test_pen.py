@@ -303,7 +303,8 @@ def test_finds_nothing_when_the_texts_do_not_tell():
 
 def per_day_latents(model: PEN, hd: torch.Tensor, labels: torch.Tensor | None):
     """Deep Recurrent Generation as written before its day-independent products left the loop."""
-    from lightquant.models.pen import _gaussian, _gaussian_kl
+    from lightquant.models.variational import gaussian as _gaussian
+    from lightquant.models.variational import gaussian_kl as _gaussian_kl
 
     b, t, _ = hd.shape
     z_prev, zs, kl = hd.new_zeros(b, model.prior.out_features // 2), [], torch.zeros(b)

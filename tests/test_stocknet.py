@@ -345,7 +345,7 @@ def test_no_signal_no_skill():
 def per_day_latents(model: StockNet, x: torch.Tensor, h: torch.Tensor, labels: torch.Tensor | None):
     """The variational decoder as written before its day-independent products left the loop: the
     prior and posterior layers on [x_d; h_d; z_{d-1}] (; y_d) day by day, the KL inside the loop."""
-    from lightquant.models.stocknet import _gaussian_kl
+    from lightquant.models.variational import gaussian_kl as _gaussian_kl
 
     b = x.shape[0]
     z_prev, zs, kls = x.new_zeros(b, model.latent_size), [], []

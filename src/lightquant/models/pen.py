@@ -21,18 +21,7 @@ from lightquant.models.layers import (
     packed,
 )
 from lightquant.models.needs import DataNeeds
-
-
-def _gaussian(out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, 2Z) linear output -> mean, log variance (B, Z) in float32 (bf16 exp/KL lose too much);
-    the log variance is clamped so exp() cannot overflow or vanish early in training."""
-    mu, log_var = out.float().chunk(2, dim=-1)
-    return mu, log_var.clamp(-10.0, 10.0)
-
-
-def _gaussian_kl(mu_q: torch.Tensor, lv_q: torch.Tensor, mu_p: torch.Tensor, lv_p: torch.Tensor) -> torch.Tensor:
-    """KL(N(mu_q, e^lv_q) || N(mu_p, e^lv_p)) summed over the last dim: (..., Z) -> (...)."""
-    return 0.5 * (lv_p - lv_q + (lv_q.exp() + (mu_q - mu_p) ** 2) / lv_p.exp() - 1.0).sum(-1)
+from lightquant.models.variational import gaussian, gaussian_kl, kl_anneal, sample
 
 
 class PEN(nn.Module):
@@ -171,19 +160,19 @@ class PEN(nn.Module):
         zs, post = [], []
         for d in range(t):  # z_d depends on z_{d-1}: the one loop over days
             out = torch.addmm(pre[:, d], z_prev.to(pre.dtype), w_z.t())
-            mu_p, lv_p = _gaussian(out[:, : 2 * zsz])  # (B, Z) each
+            mu_p, lv_p = gaussian(out[:, : 2 * zsz])  # (B, Z) each
             if labels is None:
                 z = mu_p  # eval: prior mean, deterministic
             elif d == t - 1 or labels.shape[1] == t:  # this day's label is known: posterior
-                mu_q, lv_q = _gaussian(out[:, 2 * zsz :])
-                z = mu_q + (0.5 * lv_q).exp() * torch.randn_like(mu_q)  # reparameterised sample
+                mu_q, lv_q = gaussian(out[:, 2 * zsz :])
+                z = sample(mu_q, lv_q)
                 post.append((mu_q, lv_q, mu_p, lv_p))
             else:  # training without y_hist: sample the prior
-                z = mu_p + (0.5 * lv_p).exp() * torch.randn_like(mu_p)
+                z = sample(mu_p, lv_p)
             zs.append(z)
             z_prev = z
         # the KL of the posterior days at once, summed over them
-        kl = _gaussian_kl(*(torch.stack(v, 1) for v in zip(*post))).sum(1) if post else torch.zeros(b, device=hd.device)
+        kl = gaussian_kl(*(torch.stack(v, 1) for v in zip(*post))).sum(1) if post else torch.zeros(b, device=hd.device)
         return torch.stack(zs, 1).to(hd.dtype), kl
 
     def forward(self, batch: Batch) -> torch.Tensor:
@@ -200,8 +189,8 @@ class PEN(nn.Module):
         return beta.float() * alpha.float().unsqueeze(-1)
 
     def kl_anneal(self) -> torch.Tensor:
-        """Annealing factor of the next training step, min(1, (step + 1) / kl_anneal_steps)."""
-        return (self.kl_step + 1).clamp(max=self.kl_anneal_steps).float() / self.kl_anneal_steps
+        """The KL annealing factor of the next training step (:func:`~lightquant.models.variational.kl_anneal`)."""
+        return kl_anneal(self.kl_step + 1, self.kl_anneal_steps)
 
     def extra_loss(self, batch: Batch, loss: torch.Tensor, criterion: object = None) -> torch.Tensor:
         """Annealed KL + salience entropy of the preceding training forward; advances the step.

@@ -27,15 +27,7 @@ from lightquant.models.layers import (
     packed,
 )
 from lightquant.models.needs import DataNeeds
-
-
-def _gaussian_kl(
-    mu_q: torch.Tensor, logvar_q: torch.Tensor, mu_p: torch.Tensor, logvar_p: torch.Tensor
-) -> torch.Tensor:
-    """KL(N(mu_q, var_q) || N(mu_p, var_p)) summed over the last dim, in float32: (..., Z) -> (...)."""
-    mu_q, logvar_q, mu_p, logvar_p = (t.float() for t in (mu_q, logvar_q, mu_p, logvar_p))
-    kl = logvar_p - logvar_q + (logvar_q.exp() + (mu_q - mu_p) ** 2) / logvar_p.exp() - 1.0
-    return 0.5 * kl.sum(-1)
+from lightquant.models.variational import gaussian, gaussian_kl, kl_anneal, sample
 
 
 class StockNet(nn.Module):
@@ -115,8 +107,8 @@ class StockNet(nn.Module):
         self._cache: dict[str, torch.Tensor] | None = None
 
     def _kl_scale(self) -> torch.Tensor:
-        """min(1, step / kl_anneal_steps) * kl_weight as a 0-d tensor (no host sync per step)."""
-        return (self.kl_step.float() / self.kl_anneal_steps).clamp(max=1.0) * self.kl_weight
+        """The KL weight of the last training step (:func:`~lightquant.models.variational.kl_anneal`)."""
+        return kl_anneal(self.kl_step, self.kl_anneal_steps) * self.kl_weight
 
     def kl_anneal_weight(self) -> float:
         """Current KL weight: min(1, step / kl_anneal_steps) * kl_weight."""
@@ -172,8 +164,8 @@ class StockNet(nn.Module):
                 z_d = self.prior_out(hz)[:, : self.latent_size]  # eval: the prior mean, deterministic and label-free
             else:
                 hp, hq = hz.chunk(2, dim=-1)
-                mu_q, logvar_q = self.posterior_out(hq).chunk(2, dim=-1)  # (B, Z) each
-                z_d = mu_q + torch.randn_like(mu_q) * torch.exp(0.5 * logvar_q)  # reparameterised
+                mu_q, logvar_q = gaussian(self.posterior_out(hq))  # (B, Z) each
+                z_d = sample(mu_q, logvar_q)
                 stats.append((hp, mu_q, logvar_q))  # the prior's outputs only enter the KL: after the loop
             zs.append(z_d)
             z_prev = z_d
@@ -181,7 +173,7 @@ class StockNet(nn.Module):
             return torch.stack(zs, dim=1), None
         hp, mu_q, logvar_q = (torch.stack(v, dim=1) for v in zip(*stats))  # (B, T, .)
         # the KL of every day at once: it feeds no later day
-        return torch.stack(zs, dim=1), _gaussian_kl(mu_q, logvar_q, *self.prior_out(hp).chunk(2, dim=-1))
+        return torch.stack(zs, dim=1), gaussian_kl(mu_q, logvar_q, *gaussian(self.prior_out(hp)))
 
     def forward(self, batch: Batch) -> torch.Tensor:
         x = self._day_inputs(batch)  # (B, T, D)

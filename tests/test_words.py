@@ -108,6 +108,11 @@ def test_a_text_repeated_in_a_batch_gets_the_vector_and_gradient_of_its_copies(k
     out = enc(texts.view(1, 5, 4))[0]
     alone = torch.cat([enc(t.view(1, 4)) for t in texts])
     torch.testing.assert_close(out, alone)
+    if kind == "gru":  # each direction's state after reading the text's own words, no padding
+        for text, vec in zip(texts, out):
+            e = enc.embedding(text[text > 0]).unsqueeze(0)
+            both = enc.rnn(e)[0][0, -1] + enc.rnn_reverse(e.flip(1))[0][0, -1]
+            torch.testing.assert_close(vec, both / 2)
     w = torch.randn(5, 6)
     (out * w).sum().backward()
     batched = enc.embedding.weight.grad.clone()
@@ -132,6 +137,37 @@ def test_models_reject_the_wrong_kind_of_texts():
         word(batch(vectors))
     with pytest.raises(ValueError, match="word ids"):
         HAN(news_size=8, hidden_size=8, attention_size=4, mlp_size=4)(batch(ids))
+
+
+def test_word_dropout_acts_in_training_only():
+    enc = WordEncoder(12, 4, 6, "mean", dropout=0.5)
+    ids = torch.tensor([[3, 4, 5, 6]] * 4)
+    assert not torch.allclose(enc.train()(ids[:1]), enc(ids[:1]))
+    torch.testing.assert_close(enc.eval()(ids[:1]), enc(ids[:1]))
+    with pytest.raises(ValueError, match="word_dropout"):
+        WordEncoder(12, 4, 6, dropout=1.0)
+
+
+@pytest.mark.parametrize("model", [StockNet, PEN])
+@pytest.mark.parametrize("vocab_size", [0, 20])
+def test_message_size_sets_the_text_vectors_apart_from_the_hidden_state(model, vocab_size):
+    """message_size (the papers' mel_h_size) sizes the message encoder and every layer reading its
+    output; the model trains through it with word ids and with text vectors."""
+    torch.manual_seed(0)
+    from lightquant.batch import Batch
+
+    news = torch.randint(0, 20, (2, 5, 3, 4)) if vocab_size else torch.randn(2, 5, 3, 8)
+    z = torch.zeros(2, dtype=torch.long)
+    batch = Batch(x=torch.randn(2, 5, 5), y=torch.ones(2), stock=z, date=z, row=z, y_hist=torch.ones(2, 4),
+                  market=torch.randn(2, 5, 5), news=news, news_mask=torch.rand(2, 5, 3) < 0.7)
+    net = model(5, 8, hidden_size=12, latent_size=4, attention_size=6, vocab_size=vocab_size, message_size=7).train()
+    loss = net(batch).sum()
+    (loss + net.extra_loss(batch, loss)).backward()
+    text = net.words if vocab_size else (net.text_proj if model is StockNet else net.news_proj)
+    assert (text.rnn.hidden_size if vocab_size else text.out_features) == 7
+    assert all(p.grad is not None for p in text.parameters() if p.requires_grad)
+    with pytest.raises(ValueError, match="message_size"):
+        model(5, 8, message_size=0)
 
 
 def test_run_wires_word_ids_into_the_news_models(cfg_factory):

@@ -51,7 +51,9 @@ class PEN(nn.Module):
     Texts arrive as vectors (n_dk = tanh(W e_dk + b)) or, with ``vocab_size > 0`` (``encoder=words``),
     as word ids read by a :class:`~lightquant.models.layers.WordEncoder` (``word_encoder``: a
     bidirectional GRU over the words by default, as the StockNet code PEN builds on), trained with
-    the model from the encoder's word vectors (news_size = their size).
+    the model from the encoder's word vectors (news_size = their size). A text vector n_dk has
+    ``message_size`` dims (PEN's code: ``mel_h_size`` 100 against ``h_size`` 150), ``hidden_size`` when
+    left unset. ``word_dropout`` drops word vectors in training (``dropout_mel_in``).
     """
 
     needs = DataNeeds(news=True, from_data=("vocab_size",))  # word ids with encoder=words
@@ -70,6 +72,8 @@ class PEN(nn.Module):
         vocab_size: int | None = 0,
         word_encoder: str = "gru",
         freeze_embeddings: bool = False,
+        message_size: int | None = None,
+        word_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         for name, value in [("input_size", input_size), ("news_size", news_size), ("hidden_size", hidden_size),
@@ -82,14 +86,16 @@ class PEN(nn.Module):
         self.salience_weight = check_non_negative_float("salience_weight", salience_weight)
         self.news_size, self.vocab_size = news_size, check_non_negative_int("vocab_size", vocab_size or 0)
         h, z = hidden_size, latent_size
+        m = hidden_size if message_size is None else check_positive_int("message_size", message_size)
         self.price_proj = nn.Linear(input_size, h)
         if vocab_size:  # texts as word ids: a bi-GRU over each text's words (PEN's text encoder, from StockNet's)
-            self.words = WordEncoder(vocab_size, news_size, h, word_encoder, attention_size, freeze_embeddings)
+            self.words = WordEncoder(vocab_size, news_size, m, word_encoder, attention_size, freeze_embeddings,
+                                     word_dropout)
         else:
-            self.news_proj = nn.Linear(news_size, h)
+            self.news_proj = nn.Linear(news_size, m)
         self.price_rnn = nn.GRU(h, h, batch_first=True)  # market state s_d: the selection query
-        self.selection = TemporalAttention(2 * h, attention_size)  # over [n_dk, s_d]
-        self.memory = nn.GRU(h + 1, h, batch_first=True)  # over [c_d, has_text_d]
+        self.selection = TemporalAttention(m + h, attention_size)  # over [n_dk, s_d]
+        self.memory = nn.GRU(m + 1, h, batch_first=True)  # over [c_d, has_text_d]
         self.fusion_gate = nn.Linear(2 * h, h)
         self.drg_rnn = nn.GRU(h, h, batch_first=True)
         self.prior = nn.Linear(h + z, 2 * z)  # -> (mu, log var)
@@ -113,9 +119,8 @@ class PEN(nn.Module):
         s, _ = self.price_rnn(p)  # (B, T, H) price state up to each day
         encode = self.words if self.vocab_size else lambda e: torch.tanh(self.news_proj(e))
         n = packed(lambda e: self.dropout(encode(e)), news, mask)  # (B, T, K, H), real texts only
-        hs = n.shape[-1]
         # Text Selection: score_dk = u^T tanh(W_n n_dk + W_s s_d + b); empty days -> beta = 0
-        _, beta = self.selection(n.reshape(b * t, k, hs), mask.reshape(b * t, k), context=s.reshape(b * t, hs).to(n.dtype))
+        _, beta = self.selection(n.reshape(b * t, k, -1), mask.reshape(b * t, k), context=s.reshape(b * t, -1).to(n.dtype))
         beta = beta.view(b, t, k)  # (B, T, K) the Vector of Salience
         c = (beta.unsqueeze(-1).to(n.dtype) * n).sum(2)  # (B, T, H), 0 on days without text
         has_text = mask.any(-1, keepdim=True).to(c.dtype)  # (B, T, 1)

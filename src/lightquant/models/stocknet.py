@@ -40,6 +40,8 @@ class StockNet(nn.Module):
     paper's message encoder, a bidirectional GRU over its words (``word_encoder=gru``; see
     :class:`~lightquant.models.layers.WordEncoder`), embeds it, trained with the model from the
     encoder's word vectors (news_size = their size); with text vectors a tanh projection stands in.
+    A message vector has ``message_size`` dims (stocknet-code's ``mel_h_size``: 100 against
+    ``h_size`` 150), ``hidden_size`` when left unset. ``word_dropout`` drops word vectors in training (``dropout_mel_in``).
     """
 
     needs = DataNeeds(news=True, from_data=("vocab_size",))  # word ids with encoder=words
@@ -60,6 +62,8 @@ class StockNet(nn.Module):
         vocab_size: int | None = 0,
         word_encoder: str = "gru",
         freeze_embeddings: bool = False,
+        message_size: int | None = None,
+        word_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         check_positive_int("input_size", input_size)
@@ -79,13 +83,15 @@ class StockNet(nn.Module):
             raise ValueError("use_text and use_price are both False: StockNet needs texts, prices or both")
         self.news_size, self.vocab_size = news_size, check_non_negative_int("vocab_size", vocab_size or 0)
         h, z = hidden_size, latent_size
-        day_size = (h if use_text else 0) + (input_size if use_price else 0)
+        m = hidden_size if message_size is None else check_positive_int("message_size", message_size)
+        day_size = (m if use_text else 0) + (input_size if use_price else 0)
         if use_text and vocab_size:  # texts as word ids: the paper's bi-GRU over each message's words
-            self.words = WordEncoder(vocab_size, news_size, h, word_encoder, attention_size, freeze_embeddings)
+            self.words = WordEncoder(vocab_size, news_size, m, word_encoder, attention_size, freeze_embeddings,
+                                     word_dropout)
         elif use_text:  # texts as vectors (encoder=tfidf / word2vec / transformer): a projection instead
-            self.text_proj = nn.Linear(news_size, h)
+            self.text_proj = nn.Linear(news_size, m)
         if use_text:
-            self.text_attention = TemporalAttention(h, attention_size)  # corpus vector c_d
+            self.text_attention = TemporalAttention(m, attention_size)  # corpus vector c_d
         self.dropout = Dropout(dropout)
         self.rnn = nn.GRU(day_size, h, batch_first=True)  # h_d
         # h^z_d = tanh(W [x_d; h_d; z_{d-1}] (; y_d)) -> (mu, log var); the posterior also sees y_d

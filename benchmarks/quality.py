@@ -22,6 +22,7 @@ import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -35,6 +36,7 @@ from benchmarks.common import (
     Settings,
     Table,
     child_env,
+    compose,
     fmt,
     mean_std,
     news_overrides,
@@ -118,12 +120,30 @@ def run_overrides(dataset: str, model: str, seed: int, epochs: int | None, extra
     return [*ov, *extra, f"seed={seed}"]
 
 
+_COMPOSING = threading.Lock()
+
+
+def config_digest(overrides: Sequence[str]) -> str:
+    """A hash of the config ``overrides`` compose to (paths left out, interpolations unresolved): a
+    run is reused only while its recipe's files and the conf/ defaults still say the same."""
+    import hashlib
+
+    from omegaconf import OmegaConf
+
+    with _COMPOSING:  # Hydra's global state: one compose at a time across the runner threads
+        cfg = OmegaConf.to_container(compose(overrides), resolve=False)
+    cfg.pop("paths", None)
+    return hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def run_one(overrides: list[str], run_dir: Path, out: Path, threads: int, root: Path | None) -> dict:
-    """One train.py run in its own process; reused when ``run_dir`` finished with the same overrides."""
+    """One train.py run in its own process; reused when ``run_dir`` finished with the same overrides
+    composing the same config."""
     record = run_dir / "bench_run.json"
+    digest = config_digest(overrides)
     if record.exists():
         done = json.loads(record.read_text())
-        if done.get("overrides") == overrides:
+        if done.get("overrides") == overrides and done.get("config") == digest:
             return done
     run_dir.mkdir(parents=True, exist_ok=True)
     plumbing = [
@@ -144,7 +164,7 @@ def run_one(overrides: list[str], run_dir: Path, out: Path, threads: int, root: 
         return {"overrides": overrides, "failed": True, "wall_s": wall, "error": tail}
     m = json.loads((run_dir / "metrics.json").read_text())
     done = {
-        "overrides": overrides, "failed": False, "wall_s": wall,
+        "overrides": overrides, "config": digest, "failed": False, "wall_s": wall,
         "test_accuracy": m["test"]["accuracy"], "test_mcc": m["test"]["mcc"],
         "val_accuracy": m["val"]["accuracy"], "val_mcc": m["val"]["mcc"],
         "best_epoch": m.get("best_epoch"), "epochs_trained": m.get("epochs_trained"), "test_n": m["test"].get("n"),

@@ -205,8 +205,9 @@ DESCRIPTION = (
     "stands beside the majority-class accuracy of its own test split, and counts the seeds whose accuracy beats "
     "it in a one-sided exact binomial test (p < 0.05, stock-days treated as independent). A row with a label in "
     "parentheses reruns a recipe with the settings its command shows (a warm start, or the authors' batch order: "
-    "trainer.shuffle=repeat), a sensitivity run beside the recipe, not a replacement chosen on test. The news models read "
-    "TF-IDF + SVD text vectors, not the papers' GloVe words and message-level GRUs."
+    "trainer.shuffle=repeat), a sensitivity run beside the recipe, not a replacement chosen on test. The news recipes read "
+    "words (`encoder=words`) as their papers, from word2vec vectors trained on the training tweets in place of "
+    "the papers' GloVe-Twitter ones."
 )
 
 

@@ -32,6 +32,7 @@ from lightquant.engine import (
 from lightquant.engine.checkpoint import apply_weights, load_weights
 from lightquant.engine.profiling import TorchProfiler
 from lightquant.engine.threads import cpu_threads
+from lightquant.evaluation.metrics import split_metrics
 from lightquant.evaluation.predictions import predict_frame
 from lightquant.evaluation.report import finish_run
 from lightquant.export import export_model, keep_best, selection_record
@@ -131,6 +132,7 @@ def _train(cfg: DictConfig, callbacks: Sequence[object], out_dir: Path, is_main:
     trainer.fit(data)
 
     es = trainer.early_stopping
+    outputs = {split: trainer.predict(data, split) for split in ("val", "test")}  # one pass over each split
     metrics = {
         "model": cfg.model_name,
         "dataset": cfg.dataset.name,
@@ -138,12 +140,11 @@ def _train(cfg: DictConfig, callbacks: Sequence[object], out_dir: Path, is_main:
         "best_epoch": es.best_epoch,
         "epochs_trained": trainer.epoch,
         "monitor": es.monitor,
-        "val": trainer.evaluate(data, "val", per_horizon=True),
-        "test": trainer.evaluate(data, "test", per_horizon=True),
+        **{split: split_metrics(*out, data, split, trainer.criterion, per_horizon=True) for split, out in outputs.items()},
     }
     if not is_main:  # DDP: every rank evaluated the full splits; rank 0 alone writes and exports
         return metrics
-    predictions = predict_frame(model, data, "test", batch_size=int(t.eval_batch_size))
+    predictions = predict_frame(model, data, "test", batch_size=int(t.eval_batch_size), logits=outputs["test"][0])
     if cfg.save_predictions:
         atomic_write_text(out_dir / "predictions_test.csv", predictions.to_csv(index=False))
     finish_run(cfg, metrics, predictions, out_dir)  # backtest into metrics["backtest"], leaderboard row

@@ -47,7 +47,7 @@ from lightquant.engine.device import gpu_stats, gpu_status, to_device
 from lightquant.engine.early_stopping import EarlyStopping
 from lightquant.engine.seed import rng_state, set_rng_state
 from lightquant.errors import ConfigError
-from lightquant.evaluation.metrics import auc_and_confusion, classification_metrics, ranking_metrics
+from lightquant.evaluation.metrics import split_metrics
 from lightquant.losses import Criterion, bce, get_criterion, masked_loss
 
 log = logging.getLogger(__name__)
@@ -382,30 +382,8 @@ class Trainer:
         return (torch.cat(logits).cpu() if logits else torch.zeros_like(y)), y, mask
 
     def evaluate(self, data: MarketData, split: str, per_horizon: bool = False) -> dict:
-        """Loss (the training objective, over every real label) and the headline metrics of the t+1
-        movement of every stock-day (horizon 1 of a multi-horizon model): classification metrics and
-        the per-date IC / Rank IC of ``prob_up`` against the realised return. ``per_horizon`` (the
-        final evaluation) adds ROC AUC, the confusion matrix and ``horizons: {"t+h": metrics}``."""
-        logits, y, mask = self.predict(data, split)
-        if not mask.any():
-            return {"loss": float("nan"), "accuracy": float("nan"), "mcc": float("nan"), "f1": float("nan"), "n": 0}
-        out = {"loss": float(masked_loss(self.criterion, logits, y, mask))}
-        s = data.splits[split]
-        ret, date = s.ret.cpu(), data.row_day[s.end_row].cpu()  # date: (N,) or (N, S) like the items
-        if data.horizons > 1:  # (N, H): the headline is t+1
-            yy, pp, rr, dd = y[:, 0], torch.sigmoid(logits[:, 0]), ret[:, 0], date
-        else:  # (N,) or date items (N, S): every real stock-day
-            yy, pp, rr, dd = y[mask], torch.sigmoid(logits[mask]), ret[mask], date[mask]
-        out.update(classification_metrics(yy.numpy(), pp.numpy()))
-        out.update(ranking_metrics(pp.numpy(), rr.numpy(), dd.numpy()))
-        if per_horizon:
-            out.update(auc_and_confusion(yy.numpy(), pp.numpy()))
-            if data.horizons > 1:
-                out["horizons"] = {
-                    f"t+{h + 1}": classification_metrics(y[mask[:, h], h].numpy(), torch.sigmoid(logits[mask[:, h], h]).numpy())
-                    for h in range(y.shape[1])
-                }
-        return out
+        """:func:`~lightquant.evaluation.metrics.split_metrics` of the model on ``split``, one pass over it."""
+        return split_metrics(*self.predict(data, split), data, split, self.criterion, per_horizon)
 
     # --------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict:

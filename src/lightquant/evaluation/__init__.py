@@ -1,4 +1,4 @@
-"""Evaluation: metrics (and, later, predictions, backtests, leaderboards)."""
+"""Evaluation: metrics, predictions, backtests, leaderboards and reports of trained models."""
 
 from lightquant.evaluation.metrics import classification_metrics
 

@@ -1,10 +1,18 @@
-"""Direction metrics from probabilities of "up"."""
+"""Direction metrics from probabilities of "up", and a split's metrics from a model's logits."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
+import torch
 from sklearn.metrics import confusion_matrix, f1_score, matthews_corrcoef, roc_auc_score
+
+from lightquant.losses import Criterion, bce, masked_loss
+
+if TYPE_CHECKING:
+    from lightquant.data.market import MarketData
 
 
 def classification_metrics(y_true: np.ndarray, prob_up: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
@@ -73,3 +81,32 @@ def auc_and_confusion(y_true: np.ndarray, prob_up: np.ndarray, threshold: float 
     pred = (np.asarray(prob_up) >= threshold).astype(int)
     auc = float(roc_auc_score(y, prob_up)) if 0 < y.sum() < len(y) else float("nan")
     return {"auc": auc, "confusion": confusion_matrix(y, pred, labels=[0, 1]).tolist()}
+
+
+def split_metrics(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, data: "MarketData", split: str,
+                  criterion: Criterion = bce, per_horizon: bool = False) -> dict:
+    """A split's metrics from the model's logits, labels and label mask (as ``Trainer.predict`` gives
+    them): the loss (``criterion``, the training objective, over every real label) and the headline
+    metrics of the t+1 movement of every stock-day (horizon 1 of a multi-horizon model):
+    classification metrics and the per-date IC / Rank IC of ``prob_up`` against the realised return.
+    ``per_horizon`` (the final evaluation) adds ROC AUC, the confusion matrix and
+    ``horizons: {"t+h": metrics}``."""
+    if not mask.any():
+        return {"loss": float("nan"), "accuracy": float("nan"), "mcc": float("nan"), "f1": float("nan"), "n": 0}
+    out = {"loss": float(masked_loss(criterion, logits, y, mask))}
+    s = data.splits[split]
+    ret, date = s.ret.cpu(), data.row_day[s.end_row].cpu()  # date: (N,) or (N, S) like the items
+    if data.horizons > 1:  # (N, H): the headline is t+1
+        yy, pp, rr, dd = y[:, 0], torch.sigmoid(logits[:, 0]), ret[:, 0], date
+    else:  # (N,) or date items (N, S): every real stock-day
+        yy, pp, rr, dd = y[mask], torch.sigmoid(logits[mask]), ret[mask], date[mask]
+    out.update(classification_metrics(yy.numpy(), pp.numpy()))
+    out.update(ranking_metrics(pp.numpy(), rr.numpy(), dd.numpy()))
+    if per_horizon:
+        out.update(auc_and_confusion(yy.numpy(), pp.numpy()))
+        if data.horizons > 1:
+            out["horizons"] = {
+                f"t+{h + 1}": classification_metrics(y[mask[:, h], h].numpy(), torch.sigmoid(logits[mask[:, h], h]).numpy())
+                for h in range(y.shape[1])
+            }
+    return out

@@ -16,21 +16,24 @@ from lightquant.data.market import MarketData
 
 @torch.no_grad()
 def predict_frame(
-    model: torch.nn.Module, data: MarketData, split: str, batch_size: int = 1024, top_news: int = 3
+    model: torch.nn.Module, data: MarketData, split: str, batch_size: int = 1024, top_news: int = 3,
+    logits: torch.Tensor | None = None,
 ) -> pd.DataFrame:
     """One row per stock-day of ``split``: date (day t), target_date (t+1), stock, prob_up,
     pred_up, label, return (t -> t+1), day_return (t-1 -> t); ``prob_up_t+h`` for every horizon of a multi-horizon model; and
     ``news_i``/``news_date_i``/``news_weight_i`` (i = 1..top_news, the day a text is attached
-    to) where the model explains."""
+    to) where the model explains. ``logits``: the model's on this split, when a pass computed them
+    already (``Trainer.predict``); the model then runs only to explain."""
     model.eval()
     device = next(model.parameters()).device
     explain = getattr(model, "explain", None) if data.row_news is not None and data.layout == "stock" else None
     s = data.splits[split]
     probs, tops = [], []
-    for i in range(0, len(s), batch_size):
+    for i in range(0, len(s) if logits is None or explain is not None else 0, batch_size):
         batch = data.batch(split, torch.arange(i, min(i + batch_size, len(s)), device=data.device))
         batch = batch.to(device)  # data may stay in host memory when it does not fit the GPU
-        probs.append(torch.sigmoid(model(batch).float()).cpu())
+        if logits is None:
+            probs.append(torch.sigmoid(model(batch).float()).cpu())
         if explain is not None:
             w = explain(batch).float().flatten(1)  # (B, T*K)
             k = min(top_news, w.shape[1])
@@ -41,7 +44,7 @@ def predict_frame(
             slots = data.row_news[rows][..., :width].flatten(1).gather(1, pos)  # (B, k) table index, 0 = padding
             day = data.row_day[rows.gather(1, pos // width)]  # (B, k) day the text is attached to
             tops.append((weight.cpu(), slots.cpu(), day.cpu()))
-    prob = torch.cat(probs) if probs else torch.zeros_like(s.y.cpu())
+    prob = torch.sigmoid(logits.float().cpu()) if logits is not None else torch.cat(probs) if probs else torch.zeros_like(s.y.cpu())
     end, y, ret = s.end_row.cpu(), s.y.cpu(), s.ret.cpu()
     extra = {}
     if data.layout == "date":  # (N, S) -> the real stock-days

@@ -1,6 +1,6 @@
 """Train a model: ``python train.py model=alstm dataset=csmd50 trainer.epochs=20``.
 
-A thin Hydra entry; the work happens in ``lightquant.run.train``. Only light modules are
+A thin Hydra entry; the work happens in ``lightquant.training.train``. Only light modules are
 imported before the config is checked, so a typo fails in seconds, before torch loads.
 """
 
@@ -27,7 +27,7 @@ def main(cfg: DictConfig) -> float:
     with one_line_errors(multirun):
         validate_config(cfg)
         from lightquant.engine import process_group
-        from lightquant.run import optimized_metric, train_tracked
+        from lightquant.training import optimized_metric, train_tracked
 
         # trainer=ddp under torchrun: one process group for the run, left even when training fails
         ddp = process_group(cfg.trainer.get("distributed", False), cfg.trainer.device, multirun=multirun)

@@ -43,7 +43,7 @@ def main() -> None:
     import benchmarks.common  # noqa: F401  (puts src/ on sys.path)
 
     fn = getattr(importlib.import_module(module), func)
-    import lightquant.run  # noqa: F401
+    import lightquant.training  # noqa: F401
 
     base = peak_rss_mb()
     import_s = time.perf_counter() - t0

@@ -251,7 +251,7 @@ NEWS_MODELS = tuple(m for m in ALL_MODELS if reads_news(m))
 
 
 def build(overrides: Sequence[str], cache_dir: Path):
-    """(cfg, data, model) through lightquant.run's own build_data/build_model, seeded."""
+    """(cfg, data, model) through lightquant.training's own build_data/build_model, seeded."""
     from omegaconf import open_dict
 
     from lightquant.builder import build_data, build_model

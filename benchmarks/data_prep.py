@@ -33,11 +33,11 @@ DESCRIPTION = (
 @contextmanager
 def _phase_timers(buckets: dict[str, float]):
     """Time the panel load and the text encoding inside the real build_data (features = the rest)."""
-    from lightquant import run
+    from lightquant import builder
     from lightquant.data import market
 
     patched = []
-    for module, name, key in ((market, "cached_panel", "panel_s"), (run, "encode_cached", "encode_s")):
+    for module, name, key in ((market, "cached_panel", "panel_s"), (builder, "encode_cached", "encode_s")):
         fn = getattr(module, name, None)
         if fn is None:  # the code moved: report the total only
             continue

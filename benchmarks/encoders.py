@@ -202,7 +202,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--jobs", type=int, default=1)
     p.add_argument("--out", type=Path, default=RESULTS)
     a = p.parse_args(argv)
-    from benchmarks.report import render_table
+    from benchmarks.document import render_table
 
     datasets, models, encoders = a.datasets.split(","), a.models.split(","), a.encoders.split(",")
     runs = run_quality(datasets, models, encoders, [int(s) for s in a.seeds.split(",")], a.epochs, a.out, a.threads,

@@ -75,7 +75,7 @@ class BareLoop:
 
 def engine(model: torch.nn.Module, batch_size: int, precision: str = "32", lr: float = 3e-4, seed: int = 0,
            epochs: int = 1000, device: torch.device | None = None) -> Trainer:
-    """The project's Trainer as run.train builds it (AdamW, clipping), without checkpoints or a
+    """The project's Trainer as training.train builds it (AdamW, clipping), without checkpoints or a
     progress bar; ``Trainer.train_epoch(data)`` is the timed engine loop."""
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4, **FUSED)
     kw = {"precision": precision} if ENGINE_HAS_PRECISION else {}

@@ -408,7 +408,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     a = p.parse_args(argv)
     seeds = [int(x) for x in a.seeds.split(",")]
     tag = a.tag or ("full" if a.epochs is None else f"reduced-{a.epochs}ep")
-    from benchmarks.report import render_table
+    from benchmarks.document import render_table
 
     for v in [v for v in a.variants.split(",") if v]:
         runs = run_variant(v, seeds, a.epochs, a.out, a.threads, tag, a.extra, jobs=a.jobs)

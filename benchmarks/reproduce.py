@@ -271,7 +271,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--no-baselines", action="store_true")
     a = p.parse_args(argv)
-    from benchmarks.report import render_table
+    from benchmarks.document import render_table
 
     t0 = time.perf_counter()
     names = a.recipes.split(",")

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from benchmarks.common import MODES, RESULTS, ROOT, Section, Settings, machine_info, set_threads
-from benchmarks.report import render_section, section_key, to_json, update_markdown
+from benchmarks.document import render_section, section_key, to_json, update_markdown
 
 SECTIONS = {
     1: "benchmarks.engine_overhead",

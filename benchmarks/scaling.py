@@ -28,7 +28,7 @@ DESCRIPTION = (
 
 
 def epoch(overrides: list[str], cache_dir: str, batch: int = 64, prime: bool = False) -> dict:
-    """Child: build the data (and model) through lightquant.run, then time one training epoch."""
+    """Child: build the data (and model) through lightquant.training, then time one training epoch."""
     from pathlib import Path
 
     from benchmarks.loops import engine

@@ -4,7 +4,7 @@ elsewhere), timed in this process, printed as one JSON line.
 
 Standalone on purpose: it imports nothing from ``benchmarks`` (whose modules put this checkout's
 ``src`` first on the path), only the given tree's ``lightquant``, through the calls both trees have
-(``build_data``, ``build_model``, the trainer config's optimizer, ``Trainer.train_epoch``).
+(``build_data``, ``build_model`` from wherever the tree keeps them, the trainer config's optimizer, ``Trainer.train_epoch``).
 
     python benchmarks/speed_child.py --root /tmp/old --model scinet --items 2048 --reps 3 -- dataset=csmd50 ...
 """
@@ -39,7 +39,13 @@ def main() -> None:
 
     import lightquant
     from lightquant.engine import EarlyStopping, Trainer, seed_everything
-    from lightquant.run import build_data, build_model
+    try:
+        from lightquant.builder import build_data, build_model
+        from lightquant.launch import register_resolvers
+    except ImportError:  # a tree from before the builder module: lightquant.run held them (and registered ${lq:})
+        from lightquant.run import build_data, build_model
+    else:
+        register_resolvers()
 
     assert Path(lightquant.__file__).is_relative_to(a.root / "src"), lightquant.__file__  # the tree asked for
     GlobalHydra.instance().clear()

@@ -26,7 +26,7 @@ DESCRIPTION = (
     "another in one process, tracker disabled) minus its training time, after the data cache was filled. "
     "Trial wall time runs from the first to the last line of the trial's `train.log`; training time is the "
     "sum of its epochs (`time/epoch_s`: training + validation). *In-trial* overhead is everything else "
-    "inside `lightquant.run.train` (cached data load, model build, test evaluation, predictions, backtest, "
+    "inside `lightquant.training.train` (cached data load, model build, test evaluation, predictions, backtest, "
     "leaderboard row, checkpoint writes); *between trials* is the sweeper's own time (Optuna sampling, "
     "Hydra composition, job directory and logging setup)."
 )

@@ -101,7 +101,7 @@ if (out / "lstm-ddp2").is_dir():
 from hydra import compose, initialize_config_dir  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
 
-import lightquant.run as run  # noqa: E402
+import lightquant.training as run  # noqa: E402
 from lightquant.engine import EarlyStopping, Trainer, seed_everything  # noqa: E402
 
 with initialize_config_dir(config_dir=str(Path("conf").resolve()), version_base="1.3"):

@@ -17,7 +17,7 @@ torch.set_num_threads(1)
 os.environ["OMP_NUM_THREADS"] = "1"
 
 import lightquant  # noqa: E402
-import lightquant.run  # noqa: E402, F401  (registers the lq.len resolver)
+import lightquant.training  # noqa: E402, F401  (registers the lq.len resolver)
 
 # No experiment tracking in tests, train.py subprocesses included (they inherit it): conf/tracker
 # reads its default mode from SWANLAB_MODE. Tracking tests choose a mode and a tmp log dir.

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from lightquant.data.acl18 import ACL18Source
-from lightquant.run import build_data, train
+from lightquant.training import build_data, train
 
 
 def test_standard_protocol_sample_counts(cfg_factory, acl18_root):

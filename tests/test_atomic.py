@@ -76,8 +76,8 @@ def test_an_unwritable_cache_folder_is_skipped_with_a_warning(tmp_path, caplog):
 
 def test_a_run_dir_in_use_refuses_a_second_run(cfg_factory):
     from lightquant.errors import ConfigError
-    from lightquant.run import train
     from lightquant.rundir import lock_run_dir
+    from lightquant.training import train
 
     cfg = cfg_factory()
     with lock_run_dir(cfg.paths.output_dir):  # another run holds it
@@ -89,6 +89,6 @@ def test_a_run_dir_in_use_refuses_a_second_run(cfg_factory):
 def test_default_run_dirs_carry_the_pid():
     from omegaconf import OmegaConf
 
-    import lightquant.run  # noqa: F401  registers lq.pid
+    import lightquant.training  # noqa: F401  registers lq.pid
 
     assert OmegaConf.create({"d": "${lq.pid:}"}).d == os.getpid()

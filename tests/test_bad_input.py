@@ -14,7 +14,7 @@ from hydra.errors import HydraException
 from lightquant.data.acl18 import ACL18Source
 from lightquant.data.csmd import CSMDSource
 from lightquant.data.prices import DataError, read_price_csv
-from lightquant.run import build_data, train
+from lightquant.training import build_data, train
 
 HEADER = "Date,Open,High,Low,Close,Adj Close,Volume"
 

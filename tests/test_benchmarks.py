@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from benchmarks.report import update_markdown
+from benchmarks.document import update_markdown
 from benchmarks.run import run
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from lightquant.config_check import validate_config
 from lightquant.errors import ConfigError, DataError, MissingPathError
-from lightquant.run import build_data
+from lightquant.training import build_data
 
 from .test_bad_input import bars
 

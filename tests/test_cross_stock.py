@@ -16,7 +16,7 @@ from lightquant.data.panel import PRICE_FIELDS, Panel
 from lightquant.engine import EarlyStopping, Trainer, seed_everything
 from lightquant.evaluation.predictions import predict_frame
 from lightquant.models import DTML, LSTM
-from lightquant.run import train
+from lightquant.training import train
 
 FEATURES = ["open", "high", "low", "close", "volume"]
 SPLITS = {"train_end": "2022-06-30", "val_end": "2022-09-30"}

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from lightquant.engine import EarlyStopping, Trainer
-from lightquant.run import build_data, train
+from lightquant.training import build_data, train
 
 from .conftest import ROOT
 

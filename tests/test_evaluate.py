@@ -17,8 +17,8 @@ from hydra.core.global_hydra import GlobalHydra
 from lightquant.evaluation import leaderboard
 from lightquant.evaluation.cli import main as cli_main
 from lightquant.evaluation.evaluate import dataset_config, evaluate_export, model_and_config, model_data
-from lightquant.evaluation.report import leaderboard_row
-from lightquant.run import build_data, train
+from lightquant.evaluation.finish import leaderboard_row
+from lightquant.training import build_data, train
 
 from .conftest import CONF, ROOT, make_cfg
 

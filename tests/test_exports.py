@@ -8,7 +8,7 @@ import torch
 
 from lightquant.evaluation.evaluate import evaluate_export
 from lightquant.export import load_model
-from lightquant.run import train
+from lightquant.training import train
 
 
 def test_each_run_keeps_its_export_and_the_best_is_findable(cfg_factory, tmp_path):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lightquant.run import train
+from lightquant.training import train
 
 # 20 stocks x 3 years; with price_signal=0.5 the Bayes ceiling is ~0.75 accuracy.
 MARKET = [

@@ -12,7 +12,7 @@ from lightquant.data import build_market_data, load_market_data
 from lightquant.data.encoders import TfidfSvdEncoder, TransformerEncoder, encode_cached
 from lightquant.data.panel import PRICE_FIELDS, Panel
 from lightquant.data.synthetic import SyntheticSource
-from lightquant.run import train
+from lightquant.training import train
 
 FEATURES = ["open", "high", "low", "close", "volume"]
 SPLITS = {"train_end": "2021-09-30", "val_end": "2021-11-15"}

@@ -12,7 +12,7 @@ import torch
 
 from lightquant.data import build_market_data
 from lightquant.data.panel import Panel
-from lightquant.run import build_data
+from lightquant.training import build_data
 
 FEATURES = ["close"]
 SPLITS = {"train_end": "2022-02-28", "val_end": "2022-03-31"}

@@ -9,7 +9,7 @@ from scipy.stats import pearsonr, spearmanr
 
 from lightquant.choices import FINAL_METRICS
 from lightquant.evaluation.metrics import auc_and_confusion, ranking_metrics
-from lightquant.run import optimized_metric, train
+from lightquant.training import optimized_metric, train
 
 
 def test_ic_and_rank_ic_are_per_date_correlations():

@@ -20,7 +20,7 @@ from lightquant.engine.checkpoint import init_weights
 from lightquant.evaluation.metrics import classification_metrics
 from lightquant.losses import bce, get_criterion, hinge, masked_loss
 from lightquant.models import ALSTM, LSTM, AdvLSTM
-from lightquant.run import train
+from lightquant.training import train
 
 from .conftest import CONF
 from .fakes import random_batch

@@ -18,7 +18,7 @@ from lightquant.engine import EarlyStopping, Trainer, place_data, process_group,
 from lightquant.engine.device import gpu_stats, gpu_status, to_device
 from lightquant.launch import main_only, rank_suffix, run_name
 from lightquant.models import LSTM, AdvLSTM
-from lightquant.run import train
+from lightquant.training import train
 
 from .conftest import ROOT, TINY
 

@@ -13,7 +13,7 @@ import pytest
 from lightquant.data.synthetic import SyntheticSource
 from lightquant.errors import ConfigError
 from lightquant.evaluation.signals import predict_signals
-from lightquant.run import train
+from lightquant.training import train
 
 from .conftest import ROOT, make_cfg
 
@@ -150,7 +150,7 @@ def test_cross_sectional_and_multi_horizon_models_score_like_evaluation(model, t
 
 
 def test_a_day_without_enough_history_is_refused(price_run):
-    from lightquant.run import build_data
+    from lightquant.training import build_data
 
     data = build_data(price_run["cfg"])
     with pytest.raises(ConfigError, match="complete trading days of history ending on 2021-01-06"):

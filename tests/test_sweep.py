@@ -17,8 +17,8 @@ from hydra_plugins.hydra_optuna_sweeper._impl import create_optuna_distribution_
 from optuna.trial import TrialState
 
 from lightquant.sweeps.__main__ import main as report_cli
-from lightquant.sweeps.report import write_report
 from lightquant.sweeps.runs import collect_runs, parse_overrides
+from lightquant.sweeps.summary import write_report
 
 from .conftest import ROOT, TINY, make_cfg
 
@@ -212,8 +212,8 @@ def test_a_sweep_whose_trials_all_fail_still_reports(tmp_path):
 
 
 def test_a_diverged_run_is_failed_never_best(tmp_path):
-    from lightquant.run import optimized_metric
     from lightquant.sweeps.runs import read_job
+    from lightquant.training import optimized_metric
 
     with pytest.raises(FloatingPointError, match="exploded"):
         optimized_metric({"val": {"mcc": 0.3, "loss": 1e11}}, "val/mcc")

@@ -1,4 +1,4 @@
-"""End to end through the real config: run.train, train.py, outputs, export, determinism."""
+"""End to end through the real config: training.train, train.py, outputs, export, determinism."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from lightquant.export import load_model
-from lightquant.run import build_data, optimized_metric, train
+from lightquant.training import build_data, optimized_metric, train
 
 from .conftest import ROOT, TINY
 

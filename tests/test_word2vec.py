@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from lightquant.data.encoders import Word2VecEncoder, _state_digest, encode_cached
-from lightquant.run import train
+from lightquant.training import train
 
 from .conftest import ROOT
 

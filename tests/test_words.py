@@ -15,7 +15,7 @@ from lightquant.data.synthetic import SyntheticSource, template_polarity
 from lightquant.errors import ConfigError
 from lightquant.models import HAN, PEN, StockNet
 from lightquant.models.layers import WordEncoder
-from lightquant.run import build_data, build_model, train
+from lightquant.training import build_data, build_model, train
 
 from .test_news_learning import FEATURES, SPLITS, fit
 

@@ -77,7 +77,7 @@ def _runtime(cfg: DictConfig) -> DictConfig:
 def train(cfg: DictConfig, callbacks: tuple = ()) -> dict[str, Any]:
     """``python train.py`` for a composed config: returns the run's metrics (``metrics.json``).
     Set ``tracker=swanlab`` in the overrides for tracking; the default follows conf/tracker."""
-    from lightquant.run import train_tracked
+    from lightquant.training import train_tracked
 
     cfg = _runtime(cfg)
     out_dir = Path(cfg.paths.output_dir)

@@ -1,7 +1,7 @@
 """Config -> data and model: the one place that turns a composed config into the dataset (with its
 texts encoded) and the model, reading what the model declares it needs (``needs``,
 :class:`lightquant.models.needs.DataNeeds`): its item layout, horizons and the sizes taken from
-the data. ``run.train``, evaluation, the entry points and the benchmarks all build through it.
+the data. ``training.train``, evaluation, the entry points and the benchmarks all build through it.
 """
 
 from __future__ import annotations

@@ -24,9 +24,9 @@ from lightquant.builder import build_data
 from lightquant.data.market import SPLITS, MarketData
 from lightquant.engine import resolve_device
 from lightquant.errors import CheckpointError, ConfigError
+from lightquant.evaluation.finish import backtest_predictions, caution_for
 from lightquant.evaluation.metrics import classification_metrics
 from lightquant.evaluation.predictions import predict_frame
-from lightquant.evaluation.report import backtest_predictions, caution_for
 from lightquant.export import load_model
 
 log = logging.getLogger(__name__)

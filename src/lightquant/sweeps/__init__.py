@@ -5,7 +5,7 @@ Per sweep (one dir of Hydra jobs); the per-dataset leaderboard across all runs i
 """
 
 from lightquant.sweeps.callback import SweepReport
-from lightquant.sweeps.report import write_report
 from lightquant.sweeps.runs import collect_runs
+from lightquant.sweeps.summary import write_report
 
 __all__ = ["SweepReport", "collect_runs", "write_report"]

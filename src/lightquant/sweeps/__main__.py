@@ -10,7 +10,7 @@ import argparse
 import logging
 import sys
 
-from lightquant.sweeps.report import DIRECTIONS, write_report
+from lightquant.sweeps.summary import DIRECTIONS, write_report
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,7 +14,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from lightquant.sweeps.report import write_report
+from lightquant.sweeps.summary import write_report
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Read the jobs of a Hydra multirun / sweep directory into one table.
 
 A job is any folder below the sweep dir with ``.hydra/overrides.yaml`` (written by Hydra
-before the job starts); its ``metrics.json`` (written by ``lightquant.run.train`` at the
+before the job starts); its ``metrics.json`` (written by ``lightquant.training.train`` at the
 end) tells a finished run from a failed or unfinished one.
 """
 
@@ -21,7 +21,7 @@ from lightquant.errors import MissingPathError
 
 OK, FAILED = "ok", "failed"
 #: a validation loss above this (BCE and hinge are ~0.7-1 for a useless model) is a diverged run:
-#: its trial is failed, never ranked (lightquant.run.optimized_metric refuses it to the sweeper too)
+#: its trial is failed, never ranked (lightquant.training.optimized_metric refuses it to the sweeper too)
 EXPLODED_LOSS = 100.0
 
 

@@ -1,6 +1,6 @@
 """What a finished run adds after its predictions: the backtest files and a leaderboard row.
 
-``finish_run(cfg, metrics, predictions, out_dir)`` is the one call ``lightquant.run.train``
+``finish_run(cfg, metrics, predictions, out_dir)`` is the one call ``lightquant.training.train``
 makes; ``backtest_predictions`` is shared with the evaluate entry. Both read the config only
 here, at the edge, and pass plain values down to :mod:`backtest` and :mod:`leaderboard`.
 """

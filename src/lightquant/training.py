@@ -32,9 +32,9 @@ from lightquant.engine import (
 from lightquant.engine.checkpoint import apply_weights, load_weights
 from lightquant.engine.profiling import TorchProfiler
 from lightquant.engine.threads import cpu_threads
+from lightquant.evaluation.finish import finish_run
 from lightquant.evaluation.metrics import split_metrics
 from lightquant.evaluation.predictions import predict_frame
-from lightquant.evaluation.report import finish_run
 from lightquant.export import export_model, keep_best, selection_record
 from lightquant.launch import register_resolvers
 from lightquant.rundir import lock_run_dir

@@ -3,7 +3,7 @@
 Writes into the sweep dir ``leaderboard.csv`` (every job, every metric), ``seed_summary.csv``
 (runs grouped by their overrides except ``seed``: mean and std of each metric),
 ``best.yaml`` (the best run's overrides, metrics and the command that reruns it),
-``report.md`` (all three, readable) and the plots of :mod:`lightquant.sweeps.plots`.
+``report.md`` (all three, readable) and the plots of :mod:`lightquant.sweeps.trial_plots`.
 """
 
 from __future__ import annotations
@@ -164,7 +164,7 @@ def write_report(sweep_dir: str | Path, objective: str | None = None, direction:
                                                       objective, direction))
     _atomic_write(paths["best.yaml"], yaml.safe_dump(best, sort_keys=False, allow_unicode=True) if best else "null\n")
     if plots:
-        from lightquant.sweeps.plots import plot_optimization_history, plot_parameters
+        from lightquant.sweeps.trial_plots import plot_optimization_history, plot_parameters
 
         paths["optimization_history.png"] = plot_optimization_history(
             runs, objective, direction, sweep_dir / "optimization_history.png")

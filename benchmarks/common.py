@@ -234,16 +234,10 @@ def zoo() -> tuple[str, ...]:
 
 
 def reads_news(model: str) -> bool:
-    """Whether conf/model/<model>.yaml's class declares that it reads news (``needs.news``)."""
-    from hydra.utils import get_class
-    from omegaconf import OmegaConf
+    """Whether ``model=<model>``'s class declares that it reads news (``needs.news``), through the builder."""
+    from lightquant.builder import model_needs
 
-    from lightquant.models.needs import needs_of
-
-    node = OmegaConf.load(CONF / "model" / f"{model}.yaml")
-    while "_target_" not in node:  # a variant (bilstm) names its base config in its defaults list
-        node = OmegaConf.load(CONF / "model" / f"{next(d for d in node.defaults if d != '_self_')}.yaml")
-    return needs_of(get_class(node._target_)).news
+    return model_needs(compose([f"model={model}"])).news
 
 
 ALL_MODELS = zoo()

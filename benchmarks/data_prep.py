@@ -77,10 +77,11 @@ def prepare(overrides: list[str], cache_dir: str) -> dict:
 
 
 def section(s: Settings) -> Section:
-    from benchmarks.quality import SMOKE_DATA, data_root, dataset_available
+    from benchmarks.quality import data_root, dataset_available
+    from lightquant.api import TINY_MARKET
 
     t0 = time.perf_counter()
-    specs = [("synthetic, tiny (smoke)", ["dataset=synthetic", *SMOKE_DATA[:4]], None)] if s.mode == "smoke" else DATASETS
+    specs = [("synthetic, tiny (smoke)", ["dataset=synthetic", *TINY_MARKET], None)] if s.mode == "smoke" else DATASETS
     root = data_root()
     env_extra = {"LIGHTQUANT_DATA": str(root)} if root else {}
     warm_reps = s.pick(1, 3, 5)

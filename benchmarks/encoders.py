@@ -36,12 +36,12 @@ from benchmarks.common import (
     subset,
 )
 from benchmarks.quality import data_root, dataset_available, run_one
+from lightquant.api import TINY_MARKET
 
 DATASETS = ("acl18", "acl18_stocknet", "csmd50")
 MODELS = NEWS_MODELS
 ENCODERS = {"tfidf": ["encoder=tfidf"], "word2vec": ["encoder=word2vec"], "words": ["encoder=words"]}
-SMOKE = ["dataset.source.n_stocks=6", "dataset.source.end=2022-12-30", "dataset.splits.train_end=2022-06-30",
-         "dataset.splits.val_end=2022-09-30", "encoder.dim=8", "model.hidden_size=8"]  # on dataset=synthetic
+SMOKE = [*TINY_MARKET, "encoder.dim=8", "model.hidden_size=8"]  # on dataset=synthetic
 
 
 def overrides(dataset: str, model: str, encoder: str, epochs: int | None) -> list[str]:

@@ -41,6 +41,7 @@ from benchmarks.common import (
     mean_std,
     news_overrides,
 )
+from lightquant.api import TINY_MARKET
 from lightquant.data.features import ADV_ALSTM_FEATURES
 
 #: /work/shared/datasets/README.md, "Published test results on this protocol": (accuracy %, MCC).
@@ -93,9 +94,8 @@ VARIANTS: dict[str, tuple[str, dict[str, list[str]]]] = {
         },
     ),
 }
-# The tiny synthetic market of the test suite (tests/conftest.py TINY): the smoke mode.
-SMOKE_DATA = ["dataset.source.n_stocks=8", "dataset.source.end=2022-12-30", "dataset.splits.train_end=2022-06-30",
-              "dataset.splits.val_end=2022-09-30", "model.hidden_size=16"]
+# The tiny synthetic market of the test suite: the smoke mode.
+SMOKE_DATA = [*TINY_MARKET, "model.hidden_size=16"]
 
 
 def data_root() -> Path | None:

@@ -18,6 +18,7 @@ os.environ["OMP_NUM_THREADS"] = "1"
 
 import lightquant  # noqa: E402
 import lightquant.training  # noqa: E402, F401  (registers the lq.len resolver)
+from lightquant.api import TINY_MARKET  # noqa: E402
 
 # No experiment tracking in tests, train.py subprocesses included (they inherit it): conf/tracker
 # reads its default mode from SWANLAB_MODE. Tracking tests choose a mode and a tmp log dir.
@@ -28,10 +29,7 @@ CONF = ROOT / "conf"
 
 # A small synthetic market: 8 stocks x 2 years, so a run takes a second or two.
 TINY = [
-    "dataset.source.n_stocks=8",
-    "dataset.source.end=2022-12-30",
-    "dataset.splits.train_end=2022-06-30",
-    "dataset.splits.val_end=2022-09-30",
+    *TINY_MARKET,
     "model.hidden_size=16",
     "trainer.epochs=2",
     "trainer.device=cpu",

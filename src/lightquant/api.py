@@ -30,6 +30,11 @@ from lightquant.errors import ConfigError
 CONF = Path(os.environ.get("LIGHTQUANT_ROOT", Path(__file__).resolve().parents[2])) / "conf"
 _runs = itertools.count(1)  # several train() calls in one second still get apart run dirs
 
+#: the tiny market: one year of 8 synthetic stocks (half a year of training days), so a whole run takes
+#: seconds; the test suite's configs and the benchmarks' smoke mode build on it
+TINY_MARKET = ("dataset.source.n_stocks=8", "dataset.source.end=2022-12-30",
+               "dataset.splits.train_end=2022-06-30", "dataset.splits.val_end=2022-09-30")
+
 
 def compose(*overrides: str, config_name: str = "train") -> DictConfig:
     """The config of ``python train.py <overrides>`` (``config_name``: train, evaluate, predict)."""

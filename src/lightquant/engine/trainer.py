@@ -49,6 +49,7 @@ from lightquant.engine.seed import rng_state, set_rng_state
 from lightquant.errors import ConfigError
 from lightquant.evaluation.metrics import split_metrics
 from lightquant.losses import Criterion, bce, get_criterion, masked_loss
+from lightquant.mappings import flatten
 
 log = logging.getLogger(__name__)
 
@@ -89,14 +90,6 @@ def _autocast(precision: str, device: torch.device) -> torch.autocast | nullcont
         raise ConfigError(f"trainer.precision=bf16 but {torch.cuda.get_device_name(device)} has no bf16; use trainer.precision=16")
     dtype = PRECISIONS[precision]
     return nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
-
-
-def _flat(d: dict, prefix: str = "") -> dict:
-    """{"a": {"b": 1}} -> {"a.b": 1}"""
-    out = {}
-    for k, v in d.items():
-        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
-    return out
 
 
 class Trainer:
@@ -420,7 +413,7 @@ class Trainer:
         state = read_checkpoint(ckpt, "trainer.resume")  # on the CPU: RNG states must stay there
         check_fits(self.raw_model, state["model"], ckpt, f"trainer.resume={path}")
         # Passing the same overrides again is the user's job; say which settings differ.
-        old, new = _flat(state.get("config") or {}), _flat(self.checkpoint_extra.get("config") or {})
+        old, new = flatten(state.get("config") or {}), flatten(self.checkpoint_extra.get("config") or {})
         changed = [k for k in new if k in old and old[k] != new[k] and k.split(".")[0] in ("model", "dataset", "seed")]
         if changed:
             log.warning("Resuming %s, trained with other values of %s", ckpt, ", ".join(changed))

@@ -71,10 +71,6 @@ def _locked(path: Path) -> Iterator[None]:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    atomic_write_text(path, text)
-
-
 def read(path: str | Path) -> pd.DataFrame:
     """The leaderboard as a DataFrame (empty when there is none yet)."""
     path = Path(path)
@@ -95,8 +91,8 @@ def append(path: str | Path, row: dict[str, Any]) -> pd.DataFrame:
     with _locked(path):
         old, new = read(path), pd.DataFrame([row])
         df = pd.concat([old, new], ignore_index=True) if len(old) else new
-        _write_atomic(path, df.to_csv(index=False))
-        _write_atomic(path.with_suffix(".md"), to_markdown_report(df))
+        atomic_write_text(path, df.to_csv(index=False))
+        atomic_write_text(path.with_suffix(".md"), to_markdown_report(df))
     return df
 
 

@@ -18,6 +18,7 @@ import pandas as pd
 import yaml
 
 from lightquant.errors import MissingPathError
+from lightquant.mappings import flatten
 
 OK, FAILED = "ok", "failed"
 #: a validation loss above this (BCE and hinge are ~0.7-1 for a useless model) is a diverged run:
@@ -62,14 +63,7 @@ def parse_overrides(lines: list[str]) -> dict[str, Any]:
 
 def flatten_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
     """Numbers of ``metrics.json`` as ``split/metric`` columns (``val/mcc``), top-level numbers as they are."""
-    out: dict[str, float] = {}
-    for key, v in metrics.items():
-        if isinstance(v, Mapping):
-            for k, x in flatten_metrics(v).items():
-                out[f"{key}/{k}"] = x
-        elif isinstance(v, (int, float)) and not isinstance(v, bool):
-            out[key] = float(v)
-    return out
+    return {k: float(v) for k, v in flatten(metrics, "/").items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
 def _natural(name: str) -> list[Any]:

@@ -108,11 +108,6 @@ def best_run(ranked: pd.DataFrame, objective: str) -> dict[str, Any] | None:
     }
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    # Parallel sweep workers may report into one dir at the same time: never leave half a file.
-    atomic_write_text(path, text)
-
-
 def render_markdown(sweep_dir: Path, ranked: pd.DataFrame, summary: pd.DataFrame, varying: Sequence[str],
                     common: dict[str, Any], best: dict[str, Any] | None, objective: str, direction: str) -> str:
     n_ok = int(ranked["status"].eq(OK).sum())
@@ -158,11 +153,11 @@ def write_report(sweep_dir: str | Path, objective: str | None = None, direction:
     summary = seed_summary(ranked, varying, objective, direction)
     best = best_run(ranked, objective)
     paths = {name: sweep_dir / name for name in ("leaderboard.csv", "seed_summary.csv", "report.md", "best.yaml")}
-    _atomic_write(paths["leaderboard.csv"], ranked.to_csv(index=False))
-    _atomic_write(paths["seed_summary.csv"], summary.to_csv(index=False))
-    _atomic_write(paths["report.md"], render_markdown(sweep_dir, ranked, summary, varying, common, best,
+    atomic_write_text(paths["leaderboard.csv"], ranked.to_csv(index=False))
+    atomic_write_text(paths["seed_summary.csv"], summary.to_csv(index=False))
+    atomic_write_text(paths["report.md"], render_markdown(sweep_dir, ranked, summary, varying, common, best,
                                                       objective, direction))
-    _atomic_write(paths["best.yaml"], yaml.safe_dump(best, sort_keys=False, allow_unicode=True) if best else "null\n")
+    atomic_write_text(paths["best.yaml"], yaml.safe_dump(best, sort_keys=False, allow_unicode=True) if best else "null\n")
     if plots:
         from lightquant.sweeps.trial_plots import plot_optimization_history, plot_parameters
 

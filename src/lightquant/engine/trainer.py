@@ -92,6 +92,24 @@ def _autocast(precision: str, device: torch.device) -> torch.autocast | nullcont
     return nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
 
 
+@torch.no_grad()
+def predict_logits(model: torch.nn.Module, data: MarketData, split: str, batch_size: int = 1024,
+                   device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Logits, labels and label mask of every item of ``split``, in the split's order, on the CPU
+    (shaped like the split's ``y``: (N,), (N, H) with horizons, (N, S) for date items); one pass in
+    eval mode, fp32 whatever trainer.precision: metrics describe the weights as exported."""
+    model.eval()
+    device = device or next(model.parameters()).device
+    s = data.splits[split]
+    logits = []
+    for i in range(0, len(s), batch_size):
+        batch = data.batch(split, torch.arange(i, min(i + batch_size, len(s)), device=data.device))
+        logits.append(model(to_device(batch, device)).float())
+    y = s.y.cpu()
+    mask = s.mask.cpu() if s.mask is not None else torch.ones_like(y, dtype=torch.bool)
+    return (torch.cat(logits).cpu() if logits else torch.zeros_like(y)), y, mask
+
+
 class Trainer:
     def __init__(
         self,
@@ -359,20 +377,9 @@ class Trainer:
                 fn(self, *args)
 
     # ---------------------------------------------------------------- evaluation
-    @torch.no_grad()
     def predict(self, data: MarketData, split: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Logits, labels and label mask of every item of ``split``, in the split's order
-        (shaped like the split's ``y``: (N,), (N, H) with horizons, (N, S) for date items).
-        In fp32 whatever trainer.precision: metrics describe the weights as exported."""
-        self.raw_model.eval()
-        s = data.splits[split]
-        logits = []
-        for i in range(0, len(s), self.eval_batch_size):
-            batch = data.batch(split, torch.arange(i, min(i + self.eval_batch_size, len(s)), device=data.device))
-            logits.append(self.raw_model(to_device(batch, self.device)).float())
-        y = s.y.cpu()
-        mask = s.mask.cpu() if s.mask is not None else torch.ones_like(y, dtype=torch.bool)
-        return (torch.cat(logits).cpu() if logits else torch.zeros_like(y)), y, mask
+        """:func:`predict_logits` of the (unwrapped) model on ``split``."""
+        return predict_logits(self.raw_model, data, split, self.eval_batch_size, self.device)
 
     def evaluate(self, data: MarketData, split: str, per_horizon: bool = False) -> dict:
         """:func:`~lightquant.evaluation.metrics.split_metrics` of the model on ``split``, one pass over it."""

@@ -16,18 +16,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from omegaconf import OmegaConf
 
 from lightquant.builder import build_data
 from lightquant.data.market import SPLITS, MarketData
-from lightquant.engine import resolve_device
+from lightquant.engine import predict_logits, resolve_device
 from lightquant.errors import CheckpointError, ConfigError
 from lightquant.evaluation.finish import backtest_predictions, caution_for
-from lightquant.evaluation.metrics import classification_metrics
+from lightquant.evaluation.metrics import split_metrics
 from lightquant.evaluation.predictions import predict_frame
 from lightquant.export import load_model
+from lightquant.losses import get_criterion
 
 log = logging.getLogger(__name__)
 
@@ -101,11 +101,6 @@ def model_data(payload: Mapping[str, Any], cfg: Any, score_day: Any = None) -> M
     return data
 
 
-def _log_loss(y: np.ndarray, prob: np.ndarray) -> float:
-    p = np.clip(prob.astype(np.float64), 1e-7, 1 - 1e-7)  # from probabilities: float32 sigmoid saturates at 1
-    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))) if len(y) else float("nan")
-
-
 def evaluate_export(
     ckpt: str | Path,
     split: str = "test",
@@ -133,16 +128,18 @@ def evaluate_export(
     name, trained_on = cfg.dataset.name, train_cfg["dataset"]["name"]
     dev = resolve_device(device, gpu_id)
     model, data = model.to(dev), data.to(dev)
-    pred = predict_frame(model, data, split, batch_size=batch_size, top_news=top_news)
-    y, prob = pred["label"].to_numpy(), pred["prob_up"].to_numpy()
-    split_metrics = {"loss": _log_loss(y, prob), **classification_metrics(y, prob)} if len(pred) else {"n": 0}
+    # one pass: the run's own metrics (its training loss included) and the predictions from the same logits
+    logits, y, mask = predict_logits(model, data, split, batch_size)
+    scores = split_metrics(logits, y, mask, data, split, get_criterion(train_cfg["trainer"].get("loss", "bce")),
+                           per_horizon=True)
+    pred = predict_frame(model, data, split, batch_size=batch_size, top_news=top_news, logits=logits)
 
     model_name = train_cfg.get("model_name", payload["model_config"]["_target_"].rsplit(".", 1)[-1].lower())
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     pred.to_csv(out / f"predictions_{split}.csv", index=False)
     result: dict[str, Any] = {"model": model_name, "dataset": name, "trained_on": trained_on, "split": split,
-                              "ckpt": str(ckpt), split: split_metrics}
+                              "ckpt": str(ckpt), split: scores}
     if len(pred):
         bt = backtest_predictions(pred, out, split, backtest, title=f"{model_name} on {name}, {split} split",
                                   market=cfg.dataset.get("market"), caution=caution_for(cfg.dataset))
@@ -150,7 +147,7 @@ def evaluate_export(
             result["backtest"] = bt
     (out / f"metrics_{split}.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
     log.info("%s on %s/%s: accuracy %.4f | MCC %.4f | n %d -> %s", model_name, name, split,
-             split_metrics.get("accuracy", float("nan")), split_metrics.get("mcc", float("nan")),
-             split_metrics["n"], out)
+             scores.get("accuracy", float("nan")), scores.get("mcc", float("nan")),
+             scores["n"], out)
     return result
 

@@ -95,6 +95,7 @@ def test_word_encoder_reads_real_words_only(kind):
     assert not frozen.embedding.weight.requires_grad
     with pytest.raises(ValueError, match="word_encoder='lstm'"):
         WordEncoder(10, 4, 6, "lstm")
+    assert enc(torch.zeros(0, 4, dtype=torch.long)).shape == (0, 6)  # a batch without any text
 
 
 
@@ -166,6 +167,8 @@ def test_message_size_sets_the_text_vectors_apart_from_the_hidden_state(model, v
     text = net.words if vocab_size else (net.text_proj if model is StockNet else net.news_proj)
     assert (text.rnn.hidden_size if vocab_size else text.out_features) == 7
     assert all(p.grad is not None for p in text.parameters() if p.requires_grad)
+    silent = dataclasses.replace(batch, news_mask=torch.zeros_like(batch.news_mask))  # not one text in the batch
+    assert net.eval()(silent).shape == (2,)
     with pytest.raises(ValueError, match="message_size"):
         model(5, 8, message_size=0)
 

@@ -12,6 +12,7 @@ import pandas as pd
 import torch
 
 from lightquant.data.market import MarketData
+from lightquant.engine.trainer import predict_logits
 
 
 @torch.no_grad()
@@ -22,29 +23,28 @@ def predict_frame(
     """One row per stock-day of ``split``: date (day t), target_date (t+1), stock, prob_up,
     pred_up, label, return (t -> t+1), day_return (t-1 -> t); ``prob_up_t+h`` for every horizon of a multi-horizon model; and
     ``news_i``/``news_date_i``/``news_weight_i`` (i = 1..top_news, the day a text is attached
-    to) where the model explains. ``logits``: the model's on this split, when a pass computed them
-    already (``Trainer.predict``); the model then runs only to explain."""
-    model.eval()
+    to) where the model explains. ``logits``: the model's on this split (``predict_logits``), when a
+    pass computed them already; the model then runs again only to explain."""
+    if logits is None:
+        logits = predict_logits(model, data, split, batch_size)[0]
+    model.eval()  # explain reads the model as exported
     device = next(model.parameters()).device
     explain = getattr(model, "explain", None) if data.row_news is not None and data.layout == "stock" else None
     s = data.splits[split]
-    probs, tops = [], []
-    for i in range(0, len(s) if logits is None or explain is not None else 0, batch_size):
+    tops = []
+    for i in range(0, len(s) if explain is not None else 0, batch_size):
         batch = data.batch(split, torch.arange(i, min(i + batch_size, len(s)), device=data.device))
         batch = batch.to(device)  # data may stay in host memory when it does not fit the GPU
-        if logits is None:
-            probs.append(torch.sigmoid(model(batch).float()).cpu())
-        if explain is not None:
-            w = explain(batch).float().flatten(1)  # (B, T*K)
-            k = min(top_news, w.shape[1])
-            weight, pos = w.topk(k, dim=1)  # (B, k)
-            pos = pos.to(data.device)
-            rows = batch.row.to(data.device)[:, None] + data._offsets  # (B, T)
-            width = batch.news.shape[-2]  # the batch's text slots (data.batch drops the all-padding ones)
-            slots = data.row_news[rows][..., :width].flatten(1).gather(1, pos)  # (B, k) table index, 0 = padding
-            day = data.row_day[rows.gather(1, pos // width)]  # (B, k) day the text is attached to
-            tops.append((weight.cpu(), slots.cpu(), day.cpu()))
-    prob = torch.sigmoid(logits.float().cpu()) if logits is not None else torch.cat(probs) if probs else torch.zeros_like(s.y.cpu())
+        w = explain(batch).float().flatten(1)  # (B, T*K)
+        k = min(top_news, w.shape[1])
+        weight, pos = w.topk(k, dim=1)  # (B, k)
+        pos = pos.to(data.device)
+        rows = batch.row.to(data.device)[:, None] + data._offsets  # (B, T)
+        width = batch.news.shape[-2]  # the batch's text slots (data.batch drops the all-padding ones)
+        slots = data.row_news[rows][..., :width].flatten(1).gather(1, pos)  # (B, k) table index, 0 = padding
+        day = data.row_day[rows.gather(1, pos // width)]  # (B, k) day the text is attached to
+        tops.append((weight.cpu(), slots.cpu(), day.cpu()))
+    prob = torch.sigmoid(logits.float().cpu())
     end, y, ret = s.end_row.cpu(), s.y.cpu(), s.ret.cpu()
     extra = {}
     if data.layout == "date":  # (N, S) -> the real stock-days

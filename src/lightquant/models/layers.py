@@ -230,7 +230,7 @@ class WordEncoder(nn.Module):
         check_positive_int("hidden_size", hidden_size)
         if kind not in WORD_ENCODERS:
             raise ValueError(f"word_encoder={kind!r}: choose one of {', '.join(WORD_ENCODERS)}")
-        self.kind = kind
+        self.kind, self.hidden_size = kind, hidden_size
         self.embedding = nn.Embedding(vocab_size, embedding_size, padding_idx=0)
         self.embedding.weight.requires_grad_(not check_bool("freeze_embeddings", freeze))
         self.dropout = Dropout(check_non_negative_float("word_dropout", dropout, below_one=True))
@@ -263,7 +263,7 @@ class WordEncoder(nn.Module):
         lengths = mask.sum(1).clamp_min(1)  # an empty text reads one padding step
         order = lengths.argsort(descending=True)
         out = [self._read(ids[rows], lengths[rows]) for rows in order.chunk(self.LENGTH_GROUPS)]
-        return torch.cat(out).index_select(0, order.argsort()) if out else ids.new_zeros(0, self.rnn.hidden_size)
+        return torch.cat(out).index_select(0, order.argsort())
 
     #: texts of a batch run in this many groups of similar length (fewer padding steps, one GRU call each)
     LENGTH_GROUPS = 4
@@ -274,13 +274,15 @@ class WordEncoder(nn.Module):
         ids, pos = ids[:, :width], torch.arange(width, device=ids.device)
         backwards = ids.gather(1, torch.where(pos < lengths[:, None], lengths[:, None] - 1 - pos, pos))
         w = self.rnn.weight_ih_l0
-        last = (lengths - 1).view(n, 1, 1).expand(n, 1, self.rnn.hidden_size)
+        last = (lengths - 1).view(n, 1, 1).expand(n, 1, self.hidden_size)
         states = [rnn(self.dropout(self.embedding(x)).to(w.dtype))[0].gather(1, last).squeeze(1)
                   for rnn, x in ((self.rnn, ids), (self.rnn_reverse, backwards))]
         return (states[0] + states[1]) / 2
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         lead, length = ids.shape[:-1], ids.shape[-1]
+        if ids.numel() == 0:  # no text in the whole batch (a news-free stretch of days): nothing to read
+            return self.embedding.weight.new_zeros(*lead, self.hidden_size)
         # Each distinct text is read once and its vector copied to every slot holding it: overlapping
         # windows repeat a day's texts (an evaluation batch of consecutive days holds each text about T
         # times), and retweets repeat texts across days (15 % of a StockNet-protocol training batch's).

@@ -51,17 +51,11 @@ def overrides(dataset: str, model: str, encoder: str, epochs: int | None) -> lis
 
 def epoch_cost(overrides: list[str], items: int, reps: int, cache_dir: str) -> dict:
     """Samples/s of a training epoch over (up to) ``items`` training samples, the news store's size."""
-    import torch
-    from hydra.utils import instantiate
-
-    from lightquant.engine import EarlyStopping, Trainer
+    from benchmarks.loops import engine  # the default AdamW and clipping, as a run builds them
 
     cfg, data, model = build(overrides, Path(cache_dir))
     data = subset(data, "train", min(items, len(data.splits["train"])))
-    opt = instantiate(cfg.trainer.optimizer)(params=model.parameters())
-    trainer = Trainer(model, opt, None, device=torch.device("cpu"), epochs=10**6, batch_size=int(cfg.dataset.batch_size),
-                      seed=0, early_stopping=EarlyStopping(monitor="val/mcc", mode="max", patience=None),
-                      gradient_clip_val=cfg.trainer.gradient_clip_val, progress=False)
+    trainer = engine(model, int(cfg.dataset.batch_size), epochs=10**6)
     times = interleaved({"epoch": lambda: trainer.train_epoch(data)}, reps=reps)["epoch"]
     n = len(data.splits["train"])
     store = data.news_emb.numel() * data.news_emb.element_size() + data.row_news.numel() * data.row_news.element_size()

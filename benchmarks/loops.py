@@ -12,20 +12,19 @@ loss-scaler hooks, loss logging, progress bar, NaN check).
 from __future__ import annotations
 
 import copy
-import inspect
 from dataclasses import fields, replace
 
 import torch
 import torch.nn.functional as F
 
 from lightquant.batch import Batch
-from lightquant.engine import EarlyStopping, Trainer
+from lightquant.engine import Trainer
+from lightquant.evaluation.metrics import split_metrics
+from lightquant.settings import EarlyStoppingSettings, TrainerSettings
 
 CLIP = 1.0  # conf/trainer/default.yaml gradient_clip_val: both loops clip alike
 #: AdamW as conf/trainer/default.yaml builds it (one fused kernel over all parameters), in both loops
 FUSED = {"fused": True}
-#: trainer.precision arrived with the AMP work; without it section 3 times bf16 in the bare loop only
-ENGINE_HAS_PRECISION = "precision" in inspect.signature(Trainer.__init__).parameters
 
 
 def materialise(data, split: str = "train") -> Batch:
@@ -78,12 +77,10 @@ def engine(model: torch.nn.Module, batch_size: int, precision: str = "32", lr: f
     """The project's Trainer as training.train builds it (AdamW, clipping), without checkpoints or a
     progress bar; ``Trainer.train_epoch(data)`` is the timed engine loop."""
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4, **FUSED)
-    kw = {"precision": precision} if ENGINE_HAS_PRECISION else {}
-    if precision != "32" and not ENGINE_HAS_PRECISION:
-        raise ValueError("this Trainer has no precision argument")
-    return Trainer(model, opt, None, device=device or torch.device("cpu"), epochs=epochs, batch_size=batch_size, seed=seed,
-                   early_stopping=EarlyStopping(monitor="val/mcc", mode="max", patience=10**6),
-                   gradient_clip_val=CLIP, progress=False, **kw)
+    settings = TrainerSettings(epochs=epochs, early_stopping=EarlyStoppingSettings(patience=None), gradient_clip_val=CLIP,
+                               precision=precision, progress=False)
+    return Trainer(model, opt, None, settings, device=device or torch.device("cpu"), batch_size=batch_size, seed=seed,
+                   score=split_metrics)
 
 
 def twin(model: torch.nn.Module) -> torch.nn.Module:

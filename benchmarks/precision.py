@@ -14,7 +14,7 @@ import time
 import torch
 
 from benchmarks.common import Section, Settings, Table, build, fmt, median, news_overrides, subset
-from benchmarks.loops import ENGINE_HAS_PRECISION, BareLoop, engine, materialise, twin
+from benchmarks.loops import engine, twin
 
 MODELS = ("lstm", "han", "stocknet")
 DESCRIPTION = (
@@ -30,14 +30,8 @@ DESCRIPTION = (
 
 def _trainers(model, batch: int, device: torch.device, data):
     """fp32 and bf16 training closures on twin models, and an evaluator for each."""
-    if ENGINE_HAS_PRECISION:
-        t32, t16 = engine(twin(model), batch, "32", device=device), engine(twin(model), batch, "bf16", device=device)
-        return (lambda: t32.train_epoch(data), lambda: t16.train_epoch(data)), (t32, t16), "engine"
-    # Fallback while the engine has no precision argument: autocast around the bare loop.
-    full = materialise(data)
-    b32, b16 = BareLoop(twin(model), full, batch), BareLoop(twin(model), full, batch, precision=torch.bfloat16)
-    evals = (engine(b32.model, batch, device=device), engine(b16.model, batch, device=device))
-    return (b32.epoch, b16.epoch), evals, "bare loop with torch.autocast (the engine had no precision argument)"
+    t32, t16 = engine(twin(model), batch, "32", device=device), engine(twin(model), batch, "bf16", device=device)
+    return (lambda: t32.train_epoch(data), lambda: t16.train_epoch(data)), (t32, t16), "engine"
 
 
 def measure(model_name: str, epochs: int, device: torch.device, data_overrides: list[str], s: Settings) -> dict:

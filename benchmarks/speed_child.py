@@ -67,9 +67,18 @@ def main() -> None:
     samples = int(cut.mask.sum()) if data.layout == "date" else n
     # the tree's own optimizer settings (the default AdamW, fused where that tree says so) and clipping
     opt = instantiate(cfg.trainer.optimizer)(params=model.parameters())
-    trainer = Trainer(model, opt, None, device=torch.device("cpu"), epochs=1000, batch_size=64, seed=0,
-                      early_stopping=EarlyStopping(monitor="val/mcc", mode="max", patience=None),
-                      gradient_clip_val=cfg.trainer.gradient_clip_val, progress=False)
+    clip = cfg.trainer.gradient_clip_val
+    try:
+        from lightquant.evaluation.metrics import split_metrics
+        from lightquant.settings import EarlyStoppingSettings, TrainerSettings
+    except ImportError:  # a tree from before the settings object: the Trainer took its settings as keywords
+        trainer = Trainer(model, opt, None, device=torch.device("cpu"), epochs=1000, batch_size=64, seed=0,
+                          early_stopping=EarlyStopping(patience=None), gradient_clip_val=clip, progress=False)
+    else:
+        settings = TrainerSettings(epochs=1000, early_stopping=EarlyStoppingSettings(patience=None),
+                                   gradient_clip_val=clip, progress=False)
+        trainer = Trainer(model, opt, None, settings, device=torch.device("cpu"), batch_size=64, seed=0,
+                          score=split_metrics)
     trainer.train_epoch(data)  # warm-up: allocations, kernel choice
     times = []
     for _ in range(a.reps):

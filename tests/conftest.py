@@ -19,6 +19,9 @@ os.environ["OMP_NUM_THREADS"] = "1"
 import lightquant  # noqa: E402
 import lightquant.training  # noqa: E402, F401  (registers the lq.len resolver)
 from lightquant.api import TINY_MARKET  # noqa: E402
+from lightquant.engine import Trainer  # noqa: E402
+from lightquant.evaluation.metrics import split_metrics  # noqa: E402
+from lightquant.settings import TrainerSettings  # noqa: E402
 
 # No experiment tracking in tests, train.py subprocesses included (they inherit it): conf/tracker
 # reads its default mode from SWANLAB_MODE. Tracking tests choose a mode and a tmp log dir.
@@ -34,6 +37,14 @@ TINY = [
     "trainer.epochs=2",
     "trainer.device=cpu",
 ]
+
+
+def cpu_trainer(model, optimizer, scheduler=None, *, batch_size: int = 32, seed: int = 1, **kw) -> Trainer:
+    """A CPU Trainer scored as a run scores (split_metrics); ``kw``: TrainerSettings fields, then Trainer keywords."""
+    fields = set(TrainerSettings.__dataclass_fields__)
+    settings = TrainerSettings(**{k: v for k, v in kw.items() if k in fields})
+    return Trainer(model, optimizer, scheduler, settings, device=torch.device("cpu"), batch_size=batch_size, seed=seed,
+                   score=split_metrics, **{k: v for k, v in kw.items() if k not in fields})
 
 
 def data_root() -> Path | None:

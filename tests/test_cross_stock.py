@@ -13,10 +13,13 @@ import torch
 
 from lightquant.data import build_market_data
 from lightquant.data.panel import PRICE_FIELDS, Panel
-from lightquant.engine import EarlyStopping, Trainer, seed_everything
+from lightquant.engine import seed_everything
 from lightquant.evaluation.predictions import predict_frame
 from lightquant.models import DTML, LSTM
+from lightquant.settings import EarlyStoppingSettings
 from lightquant.training import train
+
+from .conftest import cpu_trainer
 
 FEATURES = ["open", "high", "low", "close", "volume"]
 SPLITS = {"train_end": "2022-06-30", "val_end": "2022-09-30"}
@@ -39,9 +42,9 @@ def follower_panel(n_stocks: int = 6) -> Panel:
 def stock1_accuracy(build, data) -> float:
     seed_everything(0)  # before building: the result must not depend on what ran before
     model = build()
-    trainer = Trainer(model, torch.optim.AdamW(model.parameters(), lr=1e-3), None, device=torch.device("cpu"),
-                      epochs=15, batch_size=16 if data.layout == "date" else 64, seed=0,
-                      early_stopping=EarlyStopping(patience=15), progress=False)
+    trainer = cpu_trainer(model, torch.optim.AdamW(model.parameters(), lr=1e-3), None, epochs=15,
+                          batch_size=16 if data.layout == "date" else 64, seed=0,
+                          early_stopping=EarlyStoppingSettings(patience=15), progress=False)
     trainer.fit(data)
     pred = predict_frame(model, data, "test")
     s1 = pred[pred.stock == "s1"]

@@ -9,10 +9,10 @@ import sys
 import pytest
 import torch
 
-from lightquant.engine import EarlyStopping, Trainer
+from lightquant.settings import EarlyStoppingSettings
 from lightquant.training import build_data, train
 
-from .conftest import ROOT
+from .conftest import ROOT, cpu_trainer
 
 
 class Rows(torch.nn.Module):
@@ -31,9 +31,8 @@ class Rows(torch.nn.Module):
 
 def fit(data, epochs: int, **kw) -> tuple[Rows, list[dict]]:
     model = Rows(data.features.shape[-1])
-    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), None, device=torch.device("cpu"),
-                      epochs=epochs, batch_size=16, seed=0, early_stopping=EarlyStopping(patience=None),
-                      progress=False, **kw)
+    trainer = cpu_trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), None, epochs=epochs, batch_size=16,
+                          seed=0, early_stopping=EarlyStoppingSettings(patience=None), progress=False, **kw)
     return model, trainer.fit(data)
 
 

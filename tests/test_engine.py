@@ -10,8 +10,11 @@ import torch
 from lightquant.batch import Batch
 from lightquant.data import load_market_data
 from lightquant.data.synthetic import SyntheticSource
-from lightquant.engine import EarlyStopping, Trainer, seed_everything
+from lightquant.engine import EarlyStopping, seed_everything
 from lightquant.models import LSTM, AdvLSTM
+from lightquant.settings import EarlyStoppingSettings
+
+from .conftest import cpu_trainer
 
 SPLITS = {"train_end": "2021-09-30", "val_end": "2021-11-30"}
 
@@ -23,12 +26,12 @@ def data():
 
 
 def make_trainer(model, tmp_path=None, optimizer=None, **kw):
-    opts = dict(device=torch.device("cpu"), epochs=2, batch_size=32, seed=1,
-                early_stopping=EarlyStopping(monitor="val/mcc", mode="max", patience=5),
+    opts = dict(epochs=2, batch_size=32, seed=1,
+                early_stopping=EarlyStoppingSettings(monitor="val/mcc", mode="max", patience=5),
                 checkpoint_dir=tmp_path, progress=False)
     opts.update(kw)
     optimizer = optimizer or torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.0)
-    return Trainer(model, optimizer, None, **opts)
+    return cpu_trainer(model, optimizer, None, **opts)
 
 
 def lstm(**kw):
@@ -82,8 +85,8 @@ def test_checkpoints_are_complete_and_load_safely(data, tmp_path):
     model = lstm()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=2)
-    tr = Trainer(model, opt, sched, device=torch.device("cpu"), epochs=2, batch_size=32, seed=1,
-                 early_stopping=EarlyStopping(), checkpoint_dir=tmp_path, checkpoint_extra={"config": {"a": 1}})
+    tr = cpu_trainer(model, opt, sched, epochs=2, batch_size=32, seed=1, checkpoint_dir=tmp_path,
+                     checkpoint_extra={"config": {"a": 1}})
     tr.fit(data)
     last = torch.load(tmp_path / "last.pt", weights_only=True)
     assert last["epoch"] == 2 and last["config"] == {"a": 1}

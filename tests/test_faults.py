@@ -7,12 +7,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lightquant.engine import EarlyStopping, Trainer
 from lightquant.engine.checkpoint import read_checkpoint
 from lightquant.errors import CheckpointError, UserError
 from lightquant.export import load_model
 from lightquant.models import LSTM
 
+from .conftest import cpu_trainer
 from .test_entry_errors import run
 
 
@@ -44,8 +44,7 @@ def test_resume_with_other_sizes_names_the_keys(tmp_path):
     small = LSTM(input_size=5, hidden_size=8, layers=1)
     torch.save({"model": small.state_dict()}, ckpt)
     big = LSTM(input_size=5, hidden_size=16, layers=1)
-    tr = Trainer(big, torch.optim.Adam(big.parameters()), None, device=torch.device("cpu"), epochs=1, batch_size=8,
-                 seed=0, early_stopping=EarlyStopping(), progress=False)
+    tr = cpu_trainer(big, torch.optim.Adam(big.parameters()), None, epochs=1, batch_size=8, seed=0, progress=False)
     with pytest.raises(CheckpointError, match=r"trainer.resume=.*do not fit.*rnn.weight_hh_l0 \(32, 8\) vs \(64, 16\)"):
         tr.resume(ckpt)
 

@@ -12,8 +12,11 @@ import torch
 from lightquant.data import build_market_data
 from lightquant.data.encoders import TfidfSvdEncoder, encode_cached
 from lightquant.data.synthetic import SyntheticSource
-from lightquant.engine import EarlyStopping, Trainer, seed_everything
+from lightquant.engine import seed_everything
 from lightquant.models import HAN, LSTM, PEN, StockNet
+from lightquant.settings import EarlyStoppingSettings
+
+from .conftest import cpu_trainer
 
 pytestmark = pytest.mark.slow
 FEATURES = ["open", "high", "low", "close", "volume"]
@@ -49,9 +52,8 @@ def news_data(panel, tmp_path_factory, shift_days: int = 0):
 def fit(model, data, epochs: int = 5) -> float:
     """Test accuracy after a short seeded AdamW run (also the word-order test's, tests/test_words.py)."""
     seed_everything(0)
-    trainer = Trainer(model, torch.optim.AdamW(model.parameters(), lr=3e-3), None, device=torch.device("cpu"),
-                      epochs=epochs, batch_size=64, seed=0, early_stopping=EarlyStopping(patience=epochs),
-                      progress=False)
+    trainer = cpu_trainer(model, torch.optim.AdamW(model.parameters(), lr=3e-3), None, epochs=epochs, batch_size=64,
+                          seed=0, early_stopping=EarlyStoppingSettings(patience=epochs), progress=False)
     trainer.fit(data)
     return trainer.evaluate(data, "test")["accuracy"]
 

@@ -15,14 +15,15 @@ from omegaconf import OmegaConf
 from lightquant.config_check import validate_config
 from lightquant.data import load_market_data
 from lightquant.data.synthetic import SyntheticSource
-from lightquant.engine import EarlyStopping, Trainer, seed_everything
+from lightquant.engine import EarlyStopping, seed_everything
 from lightquant.engine.checkpoint import init_weights
 from lightquant.evaluation.metrics import classification_metrics
 from lightquant.losses import bce, get_criterion, hinge, masked_loss
 from lightquant.models import ALSTM, LSTM, AdvLSTM
+from lightquant.settings import EarlyStoppingSettings, PenaltySettings
 from lightquant.training import train
 
-from .conftest import CONF
+from .conftest import CONF, cpu_trainer
 from .fakes import random_batch
 
 SPLITS = {"train_end": "2021-09-30", "val_end": "2021-11-30"}
@@ -40,10 +41,10 @@ def lstm(**kw):
 
 
 def make_trainer(model, optimizer=None, **kw):
-    opts = dict(device=torch.device("cpu"), epochs=2, batch_size=32, seed=1,
-                early_stopping=EarlyStopping(monitor="val/mcc", mode="max", patience=5), progress=False)
+    opts = dict(epochs=2, batch_size=32, seed=1,
+                early_stopping=EarlyStoppingSettings(monitor="val/mcc", mode="max", patience=5), progress=False)
     opts.update(kw)
-    return Trainer(model, optimizer or torch.optim.Adam(model.parameters(), lr=1e-3), None, **opts)
+    return cpu_trainer(model, optimizer or torch.optim.Adam(model.parameters(), lr=1e-3), None, **opts)
 
 
 # ------------------------------------------------------------------ losses
@@ -85,8 +86,8 @@ def test_penalty_acts_on_the_named_parameters_only(data):
     for weight in (0.0, 2.0):
         model = lstm()
         opt = torch.optim.SGD(model.parameters(), lr=0.1)
-        make_trainer(model, optimizer=opt, epochs=1, batch_size=100_000, penalty_weight=weight,
-                     penalty_params=["fc.*"]).fit(data)
+        make_trainer(model, optimizer=opt, epochs=1, batch_size=100_000,
+                     penalty=PenaltySettings(weight, ["fc.*"])).fit(data)
         after[weight] = {k: v.clone() for k, v in model.state_dict().items()}
     start = lstm().state_dict()
     for k in start:
@@ -99,16 +100,16 @@ def test_penalty_acts_on_the_named_parameters_only(data):
 
 def test_penalty_names_are_checked(data):
     with pytest.raises(ValueError, match=r"head\.\*.*match no parameter.*fc\.weight"):
-        make_trainer(lstm(), penalty_weight=1.0, penalty_params=["head.*"])
+        make_trainer(lstm(), penalty=PenaltySettings(1.0, ["head.*"]))
     with pytest.raises(ValueError, match="needs trainer.penalty.params"):
-        make_trainer(lstm(), penalty_weight=1.0)
+        make_trainer(lstm(), penalty=PenaltySettings(1.0))
     with pytest.raises(ValueError, match="penalty.weight"):
-        make_trainer(lstm(), penalty_weight=-1.0, penalty_params=["fc.*"])
+        make_trainer(lstm(), penalty=PenaltySettings(-1.0, ["fc.*"]))
 
 
 # ---------------------------------------------------------------- selection
 def test_select_on_validation_accuracy_without_stopping(data):
-    tr = make_trainer(lstm(), epochs=6, early_stopping=EarlyStopping(monitor="val/accuracy", mode="max", patience=None))
+    tr = make_trainer(lstm(), epochs=6, early_stopping=EarlyStoppingSettings(monitor="val/accuracy", mode="max", patience=None))
     tr.fit(data)
     acc = [row["val/accuracy"] for row in tr.history]
     assert len(acc) == 6  # never stopped early
@@ -117,7 +118,7 @@ def test_select_on_validation_accuracy_without_stopping(data):
 
 
 def test_monitor_epoch_keeps_the_last_epoch(data):
-    tr = make_trainer(lstm(), epochs=3, early_stopping=EarlyStopping(monitor="epoch", mode="max", patience=None))
+    tr = make_trainer(lstm(), epochs=3, early_stopping=EarlyStoppingSettings(monitor="epoch", mode="max", patience=None))
     tr.fit(data)
     assert tr.early_stopping.best_epoch == 3
     assert tr.evaluate(data, "val")["loss"] == pytest.approx(tr.history[-1]["val/loss"])

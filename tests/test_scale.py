@@ -14,13 +14,14 @@ import torch
 from lightquant.batch import Batch
 from lightquant.data import load_market_data
 from lightquant.data.synthetic import SyntheticSource
-from lightquant.engine import EarlyStopping, Trainer, place_data, process_group, seed_everything
+from lightquant.engine import place_data, process_group, seed_everything
 from lightquant.engine.device import gpu_stats, gpu_status, to_device
 from lightquant.launch import main_only, rank_suffix, run_name
 from lightquant.models import LSTM, AdvLSTM
+from lightquant.settings import EarlyStoppingSettings
 from lightquant.training import train
 
-from .conftest import ROOT, TINY
+from .conftest import ROOT, TINY, cpu_trainer
 
 SPLITS = {"train_end": "2021-09-30", "val_end": "2021-11-30"}
 
@@ -52,13 +53,13 @@ def build(kind: str) -> torch.nn.Module:
 
 
 def fit(model, data, checkpoint_dir=None, sgd=False, **kw):
-    opts = {"device": torch.device("cpu"), "epochs": 1, "batch_size": 64, "seed": 1, "progress": False,
-            "early_stopping": EarlyStopping(monitor="val/loss", mode="min", patience=5), "checkpoint_dir": checkpoint_dir}
+    opts = {"epochs": 1, "batch_size": 64, "seed": 1, "progress": False,
+            "early_stopping": EarlyStoppingSettings(monitor="val/loss", mode="min", patience=5), "checkpoint_dir": checkpoint_dir}
     opts.update(kw)
     opt = (torch.optim.SGD(model.parameters(), lr=0.1) if sgd  # the update is the gradient itself
            else torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.01))
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=opts["epochs"])
-    tr = Trainer(model, opt, sched, **opts)
+    tr = cpu_trainer(model, opt, sched, **opts)
     tr.fit(data)
     return tr
 
@@ -130,9 +131,9 @@ def test_resume_continues_exactly(data, tmp_path):
         fit(model(), data, tmp_path / "cut", epochs=5, callbacks=[StopAfter(3)])
     m = model()
     opt = torch.optim.AdamW(m.parameters(), lr=1e-2, weight_decay=0.01)
-    tr = Trainer(m, opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=5), device=torch.device("cpu"),
-                 epochs=5, batch_size=64, seed=1, progress=False, checkpoint_dir=tmp_path / "resumed",
-                 early_stopping=EarlyStopping(monitor="val/loss", mode="min", patience=5))
+    tr = cpu_trainer(m, opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=5),
+                     epochs=5, batch_size=64, seed=1, progress=False, checkpoint_dir=tmp_path / "resumed",
+                     early_stopping=EarlyStoppingSettings(monitor="val/loss", mode="min", patience=5))
     assert tr.resume(tmp_path / "cut") == tmp_path / "cut" / "last.pt"
     assert tr.epoch == 3
     tr.fit(data)
@@ -220,8 +221,8 @@ def assert_trained_alike(run: Path, single: dict, single_weights: dict) -> None:
 
 def test_each_rank_trains_a_disjoint_share_of_every_step():
     m = build("lstm")
-    tr = Trainer(m, torch.optim.SGD(m.parameters(), lr=0.1), None, device=torch.device("cpu"), epochs=1, batch_size=4,
-                 seed=0, early_stopping=EarlyStopping(), accumulate_grad_batches=2)
+    tr = cpu_trainer(m, torch.optim.SGD(m.parameters(), lr=0.1), None, epochs=1, batch_size=4, seed=0,
+                     accumulate_grad_batches=2)
     tr.world_size = 3  # as in one of 3 processes under torchrun
     for step in (torch.arange(24), torch.arange(7), torch.arange(2)):  # full, short, shorter than world_size
         seen = []

@@ -19,21 +19,17 @@ from omegaconf import DictConfig, OmegaConf
 
 from lightquant.choices import (
     DEVICES,
-    EARLY_STOPPING_MODES,
-    EPOCH_METRICS,
     FINAL_METRICS,
     INITS,
     LABEL_PRICES,
-    LOSSES,
     NEWS_ALIGNMENTS,
     ON_JUMP,
-    PRECISIONS,
-    SHUFFLES,
     SPLITS,
     STRATEGIES,
     SWANLAB_MODES,
 )
 from lightquant.errors import ConfigError
+from lightquant.settings import trainer_config
 
 #: a name that becomes a folder or file name (dataset.name, model_name): no separators, no ".."
 SAFE_NAME = re.compile(r"^[\w][\w.+-]*$")
@@ -104,9 +100,8 @@ def validate_config(cfg: DictConfig) -> None:
     def get(key: str):
         return OmegaConf.select(cfg, key)
 
-    _integers(cfg, ("dataset.look_back_window", "dataset.batch_size", "trainer.epochs", "dataset.max_num_tweets_len",
-                    "trainer.eval_batch_size", "model.hidden_size", "trainer.num_threads", "trainer.limit_train_batches"))
-    _integers(cfg, ("trainer.overfit_batches", "trainer.profile_steps"), low=0)
+    trainer_config(cfg)  # the trainer group's types and ranges (lightquant.settings)
+    _integers(cfg, ("dataset.look_back_window", "dataset.batch_size", "dataset.max_num_tweets_len", "model.hidden_size"))
     seed = get("seed")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"seed={seed!r} must be an integer >= 0")
@@ -114,23 +109,10 @@ def validate_config(cfg: DictConfig) -> None:
         if value is not None and (not isinstance(value, str) or not SAFE_NAME.match(value) or ".." in value):
             raise ConfigError(f"{key}={value!r} names output folders and files: use letters, digits, '_', '-', '.' "
                               "(no path separators, no '..')")
-    clip = get("trainer.gradient_clip_val")
-    if clip is not None and not (_number(clip) and clip > 0):
-        raise ConfigError(f"trainer.gradient_clip_val={clip!r} must be a number > 0, or null for no clipping")
-    for key in ("trainer.weight_decay", "trainer.penalty.weight"):
-        v = get(key)
-        if v is not None and not (_number(v) and v >= 0):
-            raise ConfigError(f"{key}={v!r} must be a number >= 0")
-    _choices(cfg, [("trainer.loss", LOSSES), ("trainer.shuffle", SHUFFLES), ("trainer.precision", PRECISIONS),
-                   ("trainer.device", DEVICES), ("trainer.early_stopping.mode", EARLY_STOPPING_MODES), ("tracker.mode", SWANLAB_MODES),
+    _choices(cfg, [("tracker.mode", SWANLAB_MODES),
                    ("dataset.news_alignment", NEWS_ALIGNMENTS), ("dataset.on_jump", ON_JUMP),
                    ("dataset.label.price", LABEL_PRICES), ("model.init", INITS)])
     _backtest(cfg)
-    monitor = get("trainer.early_stopping.monitor")
-    split, _, key = str(monitor).partition("/")
-    if monitor is not None and monitor != "epoch" and (split != "val" or key not in EPOCH_METRICS):
-        raise ConfigError(f"trainer.early_stopping.monitor={monitor!r}: use val/<metric> with <metric> one of "
-                          f"{list(EPOCH_METRICS)}, or epoch (keep the last epoch)")
     metric = cfg.get("optimized_metric")
     split, _, key = str(metric).partition("/")
     if metric is not None and (split not in ("val", "test") or key not in FINAL_METRICS):
@@ -140,9 +122,6 @@ def validate_config(cfg: DictConfig) -> None:
     if _number(lo) and _number(hi) and lo > hi:
         raise ConfigError(f"dataset.label.down_threshold={lo} > up_threshold={hi}: returns in [down, up) are "
                           "dropped, so down must be <= up")
-    lr = get("trainer.lr")
-    if not isinstance(lr, (int, float)) or isinstance(lr, bool) or not lr > 0:
-        raise ConfigError(f"trainer.lr={lr!r} must be a number > 0 (e.g. trainer.lr=3e-4)")
     dropout = get("model.dropout")
     if dropout is not None and not (isinstance(dropout, (int, float)) and 0 <= dropout < 1):
         raise ConfigError(f"model.dropout={dropout!r} must be in [0, 1)")

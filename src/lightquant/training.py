@@ -21,7 +21,6 @@ from lightquant.atomic import atomic_write_text
 from lightquant.builder import build_data, build_model
 from lightquant.config_check import validate_config
 from lightquant.engine import (
-    EarlyStopping,
     Trainer,
     describe_environment,
     is_main_process,
@@ -38,6 +37,7 @@ from lightquant.evaluation.predictions import predict_frame
 from lightquant.export import export_model, keep_best, selection_record
 from lightquant.launch import register_resolvers
 from lightquant.rundir import lock_run_dir
+from lightquant.settings import trainer_config
 from lightquant.sweeps.runs import EXPLODED_LOSS
 from lightquant.tracking import CurvesPlot
 
@@ -71,10 +71,10 @@ def train_tracked(cfg: DictConfig, callbacks: Sequence[object] = ()) -> dict[str
 
 
 def _train(cfg: DictConfig, callbacks: Sequence[object], out_dir: Path, is_main: bool) -> dict[str, Any]:
-    t = cfg.trainer
-    threads = cpu_threads(t.get("num_threads"))  # measures other processes' load over the set-up below
+    t = trainer_config(cfg)  # typed and checked (validate_config checked it already)
+    threads = cpu_threads(t.num_threads)  # measures other processes' load over the set-up below
     # another run's weights are read now: a wrong path fails before the data is loaded
-    init = (*load_weights(t.init_from), t.init_from) if t.get("init_from") else None
+    init = (*load_weights(t.init_from), t.init_from) if t.init_from else None
     seed_everything(cfg.seed, deterministic=t.deterministic)
     device = resolve_device(t.device, t.gpu_id)
     log.info("Environment: %s", describe_environment(device))
@@ -92,38 +92,21 @@ def _train(cfg: DictConfig, callbacks: Sequence[object], out_dir: Path, is_main:
         log.info("Initial weights from %s (weights only; optimizer and schedule start afresh)",
                  apply_weights(model, *init))
     optimizer = instantiate(t.optimizer)(params=model.parameters())
-    scheduler = instantiate(t.scheduler)(optimizer=optimizer) if t.get("scheduler") else None
+    scheduler = instantiate(t.scheduler)(optimizer=optimizer) if t.scheduler else None
 
     resolved = OmegaConf.to_container(cfg, resolve=True)
     # written after the model is built: sizes derived from the data (num_stocks) are filled in by then
     if is_main:
         atomic_write_text(out_dir / "config.yaml", OmegaConf.to_yaml(resolved))
     trainer = Trainer(
-        model,
-        optimizer,
-        scheduler,
-        device=device,
-        epochs=int(t.epochs),
-        batch_size=int(cfg.dataset.batch_size),
-        seed=int(cfg.seed),
-        early_stopping=EarlyStopping(**t.early_stopping),
-        gradient_clip_val=t.gradient_clip_val,
-        eval_batch_size=int(t.eval_batch_size),
-        precision=str(t.precision),
-        accumulate_grad_batches=int(t.accumulate_grad_batches),
-        find_unused_parameters=bool(t.get("find_unused_parameters", False)),
-        loss=str(t.get("loss", "bce")),
-        penalty_weight=float(t.penalty.weight) if t.get("penalty") else 0.0,
-        penalty_params=list(t.penalty.params) if t.get("penalty") else [],
+        model, optimizer, scheduler, t,
+        device=device, batch_size=int(cfg.dataset.batch_size), seed=int(cfg.seed), score=split_metrics,
         checkpoint_dir=out_dir / "checkpoints",
         checkpoint_extra={"config": resolved},
         callbacks=[*callbacks, CurvesPlot(out_dir, title=f"{cfg.model_name} on {cfg.dataset.name}"),
-                   *([TorchProfiler(int(t.profile_steps), out_dir)] if t.get("profile_steps") else [])],
-        limit_train_batches=t.get("limit_train_batches"),
-        overfit_batches=int(t.get("overfit_batches") or 0),
-        shuffle=str(t.get("shuffle", "epoch")),
+                   *([TorchProfiler(t.profile_steps, out_dir)] if t.profile_steps else [])],
     )
-    if t.get("resume"):
+    if t.resume:
         trainer.resume(t.resume)  # epoch, optimizer, scheduler, early stopping, best weights, RNG, history
     data = place_data(data, device)  # on the GPU when it fits
     if threads is not None and device.type == "cpu":
@@ -144,7 +127,7 @@ def _train(cfg: DictConfig, callbacks: Sequence[object], out_dir: Path, is_main:
     }
     if not is_main:  # DDP: every rank evaluated the full splits; rank 0 alone writes and exports
         return metrics
-    predictions = predict_frame(model, data, "test", batch_size=int(t.eval_batch_size), logits=outputs["test"][0])
+    predictions = predict_frame(model, data, "test", batch_size=t.eval_batch_size, logits=outputs["test"][0])
     if cfg.save_predictions:
         atomic_write_text(out_dir / "predictions_test.csv", predictions.to_csv(index=False))
     finish_run(cfg, metrics, predictions, out_dir)  # backtest into metrics["backtest"], leaderboard row

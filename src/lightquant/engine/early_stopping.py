@@ -11,25 +11,16 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from lightquant.errors import ConfigError
+from lightquant.settings import EarlyStoppingSettings
 
 
 @dataclass
-class EarlyStopping:
-    monitor: str = "val/mcc"
-    mode: str = "max"
-    patience: int | None = 15
-    min_delta: float = 0.0
+class EarlyStopping(EarlyStoppingSettings):
+    """The settings (checked by :class:`~lightquant.settings.EarlyStoppingSettings`) and the state."""
+
     best: float | None = None
     best_epoch: int = -1
     bad_epochs: int = 0
-
-    def __post_init__(self) -> None:
-        if self.mode not in ("min", "max"):
-            raise ConfigError(f"trainer.early_stopping.mode={self.mode!r}; use min or max")
-        if self.patience is not None and (isinstance(self.patience, bool) or not isinstance(self.patience, int)
-                                          or self.patience < 1):
-            raise ConfigError(f"trainer.early_stopping.patience={self.patience} must be an integer >= 1, or null to never stop early")
 
     def step(self, metrics: dict[str, float], epoch: int) -> bool:
         """Record this epoch; True when it is the new best."""

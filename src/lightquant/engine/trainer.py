@@ -32,6 +32,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -40,16 +41,15 @@ import torch.distributed as dist
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from torch.nn.parallel import DistributedDataParallel
 
-from lightquant.choices import SHUFFLES
 from lightquant.data.market import MarketData
 from lightquant.engine.checkpoint import atomic_save, check_fits, find_checkpoint, read_checkpoint
 from lightquant.engine.device import gpu_stats, gpu_status, to_device
 from lightquant.engine.early_stopping import EarlyStopping
 from lightquant.engine.seed import rng_state, set_rng_state
 from lightquant.errors import ConfigError
-from lightquant.evaluation.metrics import split_metrics
 from lightquant.losses import Criterion, bce, get_criterion, masked_loss
 from lightquant.mappings import flatten
+from lightquant.settings import TrainerSettings
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,10 @@ log = logging.getLogger(__name__)
 PROGRESS_MIN_BATCHES = 50
 #: trainer.precision -> autocast dtype (None: full fp32, no autocast)
 PRECISIONS = {"32": None, "bf16": torch.bfloat16, "16": torch.float16}
+
+
+#: (logits, labels, mask, data, split, criterion, per_horizon) -> the split's metrics: Trainer's ``score``
+Scorer = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, MarketData, str, Criterion, bool], dict]
 
 
 def _fmt_time(seconds: float) -> str:
@@ -82,8 +86,6 @@ def penalized_parameters(model: torch.nn.Module, patterns: Sequence[str]) -> lis
 
 
 def _autocast(precision: str, device: torch.device) -> torch.autocast | nullcontext:
-    if precision not in PRECISIONS:
-        raise ConfigError(f"trainer.precision={precision!r}; use 32, bf16 or 16")
     if precision == "16" and device.type != "cuda":
         raise ConfigError("trainer.precision=16 needs CUDA (fp16 autocast of LSTMs fails on CPU); use trainer.precision=bf16 on CPU")
     if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
@@ -111,58 +113,38 @@ def predict_logits(model: torch.nn.Module, data: MarketData, split: str, batch_s
 
 
 class Trainer:
+    """Trains ``model`` with the run's :class:`~lightquant.settings.TrainerSettings`.
+
+    ``score(logits, y, mask, data, split, criterion, per_horizon) -> dict`` turns one pass over a
+    split into its metrics (the run passes :func:`lightquant.evaluation.metrics.split_metrics`):
+    the engine produces logits, labels and masks, evaluation decides what they score, and the
+    validation metrics it returns drive early stopping.
+    """
+
     def __init__(
         self,
         model: torch.nn.Module,
         optimizer: torch.optim.Optimizer,
         scheduler: torch.optim.lr_scheduler.LRScheduler | None,
+        settings: TrainerSettings,
         *,
         device: torch.device,
-        epochs: int,
         batch_size: int,
         seed: int,
-        early_stopping: EarlyStopping,
-        gradient_clip_val: float | None = None,
-        eval_batch_size: int = 1024,
-        precision: str | int = "32",
-        accumulate_grad_batches: int = 1,
-        find_unused_parameters: bool = False,
-        loss: str = "bce",
-        penalty_weight: float = 0.0,
-        penalty_params: Sequence[str] = (),
+        score: Scorer,
         checkpoint_dir: str | Path | None = None,
         checkpoint_extra: dict | None = None,
-        progress: bool | None = None,
         callbacks: Sequence[object] = (),
-        limit_train_batches: int | None = None,
-        overfit_batches: int = 0,
-        shuffle: str = "epoch",
     ) -> None:
-        if epochs < 1:
-            raise ConfigError(f"trainer.epochs={epochs} must be >= 1")
         if batch_size < 1:
             raise ConfigError(f"dataset.batch_size={batch_size} must be >= 1")
-        if accumulate_grad_batches < 1:
-            raise ConfigError(f"trainer.accumulate_grad_batches={accumulate_grad_batches} must be >= 1")
-        if limit_train_batches is not None and limit_train_batches < 1:
-            raise ConfigError(f"trainer.limit_train_batches={limit_train_batches} must be >= 1 (or null: all)")
-        if overfit_batches < 0:
-            raise ConfigError(f"trainer.overfit_batches={overfit_batches} must be >= 0 (0: off)")
-        if shuffle not in SHUFFLES:
-            raise ConfigError(f"trainer.shuffle={shuffle!r}; use one of {', '.join(SHUFFLES)}")
-        self.limit_train_batches, self.overfit_batches, self.shuffle = limit_train_batches, overfit_batches, shuffle
-        self.criterion: Criterion = get_criterion(loss)
-        if not penalty_weight >= 0:
-            raise ConfigError(f"trainer.penalty.weight={penalty_weight} must be >= 0")
-        if penalty_weight > 0 and not penalty_params:
-            raise ConfigError(f"trainer.penalty.weight={penalty_weight} needs trainer.penalty.params (e.g. [fc.weight])")
-        self.penalty_weight = float(penalty_weight)
-        self.penalized = penalized_parameters(model, penalty_params) if penalty_weight > 0 else []
-        self.precision = str(precision)
+        s = self.settings = settings
+        self.criterion: Criterion = get_criterion(s.loss)
+        self.penalized = penalized_parameters(model, s.penalty.params) if s.penalty.weight > 0 else []
         # One autocast context for every training forward (a no-op in fp32): no AMP copy of the loop.
-        self.autocast = _autocast(self.precision, device)
+        self.autocast = _autocast(s.precision, device)
         # Loss scaling keeps small fp16 gradients from flushing to zero; a pass-through otherwise.
-        self.scaler = torch.amp.GradScaler(device.type, enabled=self.precision == "16")
+        self.scaler = torch.amp.GradScaler(device.type, enabled=s.precision == "16")
         self.ddp = dist.is_available() and dist.is_initialized()
         self.rank, self.world_size = (dist.get_rank(), dist.get_world_size()) if self.ddp else (0, 1)
         self.is_main = self.rank == 0
@@ -170,22 +152,21 @@ class Trainer:
         # DDP wraps the single-device model from outside; it all-reduces gradients in backward.
         self.model = (
             DistributedDataParallel(self.raw_model, device_ids=[device.index] if device.type == "cuda" else None,
-                                    find_unused_parameters=find_unused_parameters)
+                                    find_unused_parameters=s.find_unused_parameters)
             if self.ddp else self.raw_model
         )
         self.optimizer = optimizer
         self.scheduler = scheduler
         self.device = device
-        self.epochs = epochs
+        self.epochs = s.epochs
         self.batch_size = batch_size
-        self.accumulate = accumulate_grad_batches
+        self.accumulate = s.accumulate_grad_batches
         self.seed = seed
-        self.early_stopping = early_stopping
-        self.gradient_clip_val = gradient_clip_val
-        self.eval_batch_size = eval_batch_size
+        self.score = score
+        self.early_stopping = EarlyStopping(**asdict(s.early_stopping))
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         self.checkpoint_extra = checkpoint_extra or {}
-        self.progress = (sys.stdout.isatty() if progress is None else progress) and self.is_main
+        self.progress = (sys.stdout.isatty() if s.progress is None else s.progress) and self.is_main
         self.callbacks = list(callbacks)
         self.history: list[dict[str, float]] = []
         self.epoch = 0  # epochs completed
@@ -196,9 +177,9 @@ class Trainer:
     def _epoch_order(self, n: int) -> torch.Tensor:
         # A function of (seed, epoch) rather than a running generator: a resumed run or
         # another rank reproduces the order without carrying generator state.
-        if self.shuffle == "none":
+        if self.settings.shuffle == "none":
             return torch.arange(n)
-        if self.shuffle == "repeat":
+        if self.settings.shuffle == "repeat":
             # The Adv-ALSTM code (pred_lstm.py): the first epoch in data order, then after every
             # epoch `shuffle(..., random_state=0)` permutes the already permuted arrays again with
             # the same permutation, so epoch k sees it composed k times.
@@ -230,12 +211,12 @@ class Trainer:
         # accumulation and DDP give the gradient of the whole step's mean loss.
         labels = s.mask.reshape(len(s), -1).sum(1).float() if s.mask is not None else torch.ones(len(s), device=data.device)
         step_size = self.effective_batch_size
-        if self.overfit_batches:  # the same first items every epoch, unshuffled: can the model fit them?
-            order = torch.arange(min(len(s), self.overfit_batches * step_size))
+        if self.settings.overfit_batches:  # the same first items every epoch, unshuffled: can the model fit them?
+            order = torch.arange(min(len(s), self.settings.overfit_batches * step_size))
         else:
             order = self._epoch_order(len(s))  # the same on every rank
-            if self.limit_train_batches:  # a shuffled sample of the epoch: quick checks
-                order = order[: self.limit_train_batches * step_size]
+            if self.settings.limit_train_batches:  # a shuffled sample of the epoch: quick checks
+                order = order[: self.settings.limit_train_batches * step_size]
         order = order.to(data.device)
         self.last_epoch_items = len(order)
         n_steps = (len(order) + step_size - 1) // step_size
@@ -264,9 +245,9 @@ class Trainer:
                     # summed gradients by world_size, hence x world_size
                     self.scaler.scale(objective * (n * self.world_size / n_step)).backward()
                     total += torch.stack([loss.detach() * n, n])
-                if self.gradient_clip_val:
+                if self.settings.gradient_clip_val:
                     self.scaler.unscale_(self.optimizer)  # clip the true gradients, not fp16-scaled ones
-                    torch.nn.utils.clip_grad_norm_(self.raw_model.parameters(), self.gradient_clip_val)
+                    torch.nn.utils.clip_grad_norm_(self.raw_model.parameters(), self.settings.gradient_clip_val)
                 self.scaler.step(self.optimizer)  # skips the step if fp16 gradients overflowed
                 self.scaler.update()
                 self.optimizer.zero_grad(set_to_none=True)
@@ -284,7 +265,7 @@ class Trainer:
 
     def penalty(self) -> torch.Tensor:
         """``trainer.penalty.weight * sum(w**2) / 2`` over the named parameters (TF's ``l2_loss``)."""
-        return self.penalty_weight * 0.5 * sum((w.float() ** 2).sum() for w in self.penalized)
+        return self.settings.penalty.weight * 0.5 * sum((w.float() ** 2).sum() for w in self.penalized)
 
     def fit(self, data: MarketData) -> list[dict[str, float]]:
         """Train until ``epochs`` or early stopping; leaves the model with the best weights."""
@@ -293,7 +274,7 @@ class Trainer:
         log.info(
             "Effective batch %d = dataset.batch_size %d x trainer.accumulate_grad_batches %d x %d process(es); "
             "precision %s; data on %s", self.effective_batch_size, self.batch_size, self.accumulate,
-            self.world_size, self.precision, data.device,
+            self.world_size, self.settings.precision, data.device,
         )
         if self.best_state is None:
             self.best_state = copy.deepcopy(self.raw_model.state_dict())
@@ -353,10 +334,10 @@ class Trainer:
         except torch.OutOfMemoryError as e:
             raise torch.OutOfMemoryError(
                 f"GPU out of memory in epoch {self.epoch + 1} with dataset.batch_size={self.batch_size}, "
-                f"trainer.accumulate_grad_batches={self.accumulate}, trainer.precision={self.precision}: lower "
+                f"trainer.accumulate_grad_batches={self.accumulate}, trainer.precision={self.settings.precision}: lower "
                 "dataset.batch_size and raise trainer.accumulate_grad_batches by the same factor (same effective "
                 "batch), train in trainer.precision=bf16 (or 16), or, if evaluation ran out, lower "
-                f"trainer.eval_batch_size (now {self.eval_batch_size})"
+                f"trainer.eval_batch_size (now {self.settings.eval_batch_size})"
             ) from e
 
     def _from_rank0(self, obj):
@@ -379,11 +360,11 @@ class Trainer:
     # ---------------------------------------------------------------- evaluation
     def predict(self, data: MarketData, split: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """:func:`predict_logits` of the (unwrapped) model on ``split``."""
-        return predict_logits(self.raw_model, data, split, self.eval_batch_size, self.device)
+        return predict_logits(self.raw_model, data, split, self.settings.eval_batch_size, self.device)
 
     def evaluate(self, data: MarketData, split: str, per_horizon: bool = False) -> dict:
-        """:func:`~lightquant.evaluation.metrics.split_metrics` of the model on ``split``, one pass over it."""
-        return split_metrics(*self.predict(data, split), data, split, self.criterion, per_horizon)
+        """The run's ``score`` of the model on ``split``, one pass over it."""
+        return self.score(*self.predict(data, split), data, split, self.criterion, per_horizon)
 
     # --------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict:

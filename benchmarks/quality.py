@@ -27,6 +27,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
 from benchmarks.common import (
     ALL_MODELS,
     CONF,
@@ -42,7 +44,6 @@ from benchmarks.common import (
     news_overrides,
 )
 from lightquant.api import TINY_MARKET
-from lightquant.data.features import ADV_ALSTM_FEATURES
 
 #: /work/shared/datasets/README.md, "Published test results on this protocol": (accuracy %, MCC).
 #: BiLSTM and SCINet have no published ACL18 figure there.
@@ -55,45 +56,25 @@ PUBLISHED_ACL18 = {
     "dtml": (57.44, 0.191),
     "pen": (59.89, 0.156),
 }
-#: What was tried beyond the defaults on ACL18 (full mode; ``--variants`` on the command line):
-#: name -> (what it is, model -> its overrides). Each runs over the same seeds as the defaults.
-_PAPER = ["experiment=acl18_paper", "model.layers=1", "model.dropout=0"]
-_ADV_FEATURES = f"dataset.features=[{','.join(ADV_ALSTM_FEATURES)}]"
-# the best trial's settings shared by ALSTM and Adv-ALSTM (the "sweep" variant below)
-_SWEPT = [*_PAPER[:2], "model.hidden_size=8", "model.attention_size=8", "model.dropout=0.392",
-          "dataset.look_back_window=6", "trainer.lr=0.00893", "trainer.weight_decay=0.000554"]
-VARIANTS: dict[str, tuple[str, dict[str, list[str]]]] = {
-    "paper": (
-        "the Adv-ALSTM paper's inputs, optimisation and sizes (conf/experiment/acl18_paper.yaml: its 11 "
-        "features incl. 5-30 day moving averages, batch 1024, lr 1e-2, up to 150 epochs; the authors' ACL18 "
-        "sizes: LSTM lag 10 and 32 units, (Adv-)ALSTM lag 5 and 4 units, beta 0.01, epsilon 0.05)",
-        {
-            "lstm": [*_PAPER, "model.hidden_size=32", "dataset.look_back_window=10"],
-            "alstm": [*_PAPER, "model.hidden_size=4", "model.attention_size=4"],
-            "adv_lstm": [*_PAPER, "model.hidden_size=4", "model.attention_size=4", "model.epsilon=0.05",
-                         "model.adv_weight=0.01"],
-        },
-    ),
-    "features": (
-        "the Adv-ALSTM paper's 11 price features (as DTML's paper uses them; 5-30 day moving averages among "
-        "them) in place of the default 5, everything else the model's defaults",
-        {m: [_ADV_FEATURES] for m in ("dtml", "han", "stocknet", "pen")},
-    ),
-    # The best of 40 trials (val MCC 0.147, trial 15) of
-    #   python train.py hparams_search=acl18_alstm experiment=acl18_paper model=adv_lstm \
-    #     hydra.sweeper.storage=sqlite:///benchmarks/results/sweeps/optuna.db
-    # (TPE seed 37; its best_params rounded to 3 significant digits). ALSTM takes the same
-    # settings without the adversarial terms, as the paper compares them.
-    "sweep": (
-        "Adv-ALSTM's best of a 40-trial Optuna search on validation MCC (conf/hparams_search/acl18_alstm.yaml "
-        "on experiment=acl18_paper: lr, weight decay, batch, lag, units, dropout, epsilon, beta), and ALSTM "
-        "with the same settings minus the adversarial terms",
-        {
-            "alstm": _SWEPT,
-            "adv_lstm": [*_SWEPT, "model.epsilon=0.0384", "model.adv_weight=0.498"],
-        },
-    ),
-}
+#: What was tried beyond the defaults on ACL18 (full mode; ``--variants`` on the command line): one
+#: ``conf/experiment/tried/<name>.yaml`` each, whose ``tried:`` block says what it is (``about``) and
+#: which models it runs, with the overrides each adds (``models``). Each runs over the defaults' seeds.
+TRIED = CONF / "experiment" / "tried"
+
+
+def variants() -> dict[str, dict]:
+    """name -> its ``tried:`` block (about, models), for every file of conf/experiment/tried/."""
+    return {f.stem: OmegaConf.to_container(OmegaConf.load(f))["tried"] for f in sorted(TRIED.glob("*.yaml"))}
+
+
+def variant_overrides(name: str) -> dict[str, list[str]]:
+    """model -> the overrides of its runs in variant ``name``."""
+    meta = variants()
+    if name not in meta:
+        raise SystemExit(f"unknown quality variant {name!r}; choose from {sorted(meta)} (conf/experiment/tried/)")
+    return {m: [f"experiment=tried/{name}", *ov] for m, ov in meta[name]["models"].items()}
+
+
 # The tiny synthetic market of the test suite: the smoke mode.
 SMOKE_DATA = [*TINY_MARKET, "model.hidden_size=16"]
 
@@ -127,8 +108,6 @@ def config_digest(overrides: Sequence[str]) -> str:
     """A hash of the config ``overrides`` compose to (paths left out, interpolations unresolved): a
     run is reused only while its recipe's files and the conf/ defaults still say the same."""
     import hashlib
-
-    from omegaconf import OmegaConf
 
     with _COMPOSING:  # Hydra's global state: one compose at a time across the runner threads
         cfg = OmegaConf.to_container(compose(overrides), resolve=False)
@@ -206,10 +185,8 @@ def run_all(datasets: Sequence[str], models: Sequence[str], seeds: Sequence[int]
 
 def run_variant(name: str, seeds: Sequence[int], epochs: int | None, out: Path, threads: int, tag: str,
                 extra: Sequence[str] = (), verbose: bool = True, jobs: int = 1) -> list[dict]:
-    """One entry of VARIANTS on ACL18: its models over ``seeds``, in ``<tag>-<name>/``."""
-    if name not in VARIANTS:
-        raise SystemExit(f"unknown quality variant {name!r}; choose from {sorted(VARIANTS)}")
-    per_model = VARIANTS[name][1]
+    """One variant (conf/experiment/tried/<name>.yaml) on ACL18: its models over ``seeds``, in ``<tag>-<name>/``."""
+    per_model = variant_overrides(name)
     runs = run_all(["acl18"], list(per_model), seeds, epochs, out, threads, f"{tag}-{name}", extra,
                    verbose=verbose, jobs=jobs, per_model=per_model)
     return [dict(r, variant=name) for r in runs]
@@ -311,13 +288,14 @@ def section(s: Settings) -> Section:
         t = summarize(runs, d)
         t.caption = f"{d} — {label}"
         sec.tables.append(t)
-    variants = s.quality_variants if s.quality_variants is not None else s.pick([], [], list(VARIANTS))
+    tried_meta = variants()
+    names = s.quality_variants if s.quality_variants is not None else s.pick([], [], list(tried_meta))
     tried = []
-    for v in variants:
+    for v in names:
         vr = run_variant(v, seeds, epochs, s.out_dir, s.threads, tag, verbose=s.mode != "smoke", jobs=s.jobs)
         if vr:
             t = summarize(vr, "acl18")
-            t.caption = f"acl18, tried beyond the defaults — {v}: {VARIANTS[v][0]}; {seeds_txt}"
+            t.caption = f"acl18, tried beyond the defaults — {v}: {tried_meta[v]['about']}; {seeds_txt}"
             sec.tables.append(t)
             tried += vr
     acl = [r for r in runs if r["dataset"] == "acl18" and not r["failed"]]
@@ -339,9 +317,6 @@ def section(s: Settings) -> Section:
     failed = [r for r in runs if r["failed"]]
     for r in failed:
         sec.notes.append(f"{r['dataset']} {r['model']} seed {r['seed']} FAILED; log in {r['run_dir']}/stdout.log")
-    sec.notes.append("The best epoch is chosen on validation MCC (2,555 ACL18 samples): a noisy choice, so short "
-                     "runs whose best epoch is 1 give the same model whatever the epoch budget, and test figures "
-                     "move by points between seeds.")
     done = [r for r in runs if not r["failed"]]
     if done:
         sec.notes.append(f"{len(done)} runs, {sum(r['wall_s'] for r in done) / 60:.0f} minutes of train.py wall time in "
@@ -360,20 +335,10 @@ def section(s: Settings) -> Section:
         if notes:
             sec.notes.append(f"Variant {v} on ACL18, test accuracy: " + "; ".join(notes) + ".")
     if tried:
-        sec.notes.append(
-            "What was tried to close the gaps (the variant tables above): the Adv-ALSTM authors' own ACL18 settings "
-            "and 11 features for LSTM, ALSTM and Adv-ALSTM (`paper`); a 40-trial Optuna search of Adv-ALSTM on "
-            "validation MCC (`sweep`; `python train.py hparams_search=acl18_alstm experiment=acl18_paper "
-            "model=adv_lstm`, report in `benchmarks/results/sweeps/`), its best settings then run over the seeds "
-            "for Adv-ALSTM and, without the adversarial terms, ALSTM; the 11 features for DTML (as its paper) and "
-            "the news models (`features`). Validation MCC turned out to be a weak guide to the test split here "
-            "(2,555 validation samples over 42 days of Aug-Sep 2015, 44.6 % up, against 51.3 % up in the test "
-            "quarter): the config best on validation is often not the best on test, which is also why short "
-            "runs stop at an early best epoch.")
         confirm_seeds = s.quality_confirm_seeds or s.pick(None, None, [1, 2, 3, 4, 5])
 
         def confirm(model: str, name: str) -> list[dict]:  # the chosen config over the confirmation seeds
-            per_model = None if name == "defaults" else VARIANTS[name][1]
+            per_model = None if name == "defaults" else variant_overrides(name)
             rs = run_all(["acl18"], [model], confirm_seeds, epochs, s.out_dir, s.threads,
                          tag if name == "defaults" else f"{tag}-{name}", verbose=s.mode != "smoke", jobs=s.jobs,
                          per_model=per_model)
@@ -402,7 +367,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--tag", default=None, help="results subfolder (default: full, or reduced-<epochs>ep)")
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--json", type=Path, default=None, help="write every run's figures here")
-    p.add_argument("--variants", default="", help=f"ACL18 configs tried beyond the defaults: {','.join(VARIANTS)}; "
+    p.add_argument("--variants", default="", help=f"ACL18 configs tried beyond the defaults: {','.join(variants())}; "
                                                    "only these runs (--models is ignored)")
     p.add_argument("extra", nargs="*", help="more train.py overrides for every run")
     a = p.parse_args(argv)

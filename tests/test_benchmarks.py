@@ -130,6 +130,21 @@ def test_quality_chooses_each_models_config_on_validation_not_test():
     assert rows["lstm"][3] == "1, 2, 3, 4" and rows["lstm"][4].startswith("60.00") and rows["lstm"][2] == "0.200"
 
 
+def test_every_tried_variant_composes_for_each_of_its_models(cfg_factory):
+    """Section 7's variants are conf (conf/experiment/tried/): each says what it is and passes the config checks."""
+    from benchmarks.quality import run_overrides, variant_overrides, variants
+
+    from lightquant.config_check import validate_config
+
+    assert {"paper", "features", "sweep"} <= set(variants())
+    for name, meta in variants().items():
+        assert meta["about"] and meta["models"], name
+        for model, overrides in variant_overrides(name).items():
+            cfg = cfg_factory(run_overrides("acl18", model, 1, None, overrides), tiny=False)
+            validate_config(cfg)
+            assert cfg.dataset.name == "acl18" and cfg.model_name == model
+
+
 def test_smoke_reproducibility_section_lists_every_recipe(tmp_path):
     run(["--smoke", "--sections", "9", "--results-dir", str(tmp_path / "results"), "--out", str(tmp_path / "r.json")])
     sections = check_structure(tmp_path / "r.json", [9])

@@ -23,7 +23,7 @@ from lightquant.builder import build_data
 from lightquant.data.market import SPLITS, MarketData
 from lightquant.engine import predict_logits, resolve_device
 from lightquant.errors import CheckpointError, ConfigError
-from lightquant.evaluation.finish import backtest_predictions, caution_for
+from lightquant.evaluation.finish import backtest_predictions
 from lightquant.evaluation.metrics import split_metrics
 from lightquant.evaluation.predictions import predict_frame
 from lightquant.export import load_model
@@ -142,7 +142,7 @@ def evaluate_export(
                               "ckpt": str(ckpt), split: scores}
     if len(pred):
         bt = backtest_predictions(pred, out, split, backtest, title=f"{model_name} on {name}, {split} split",
-                                  market=cfg.dataset.get("market"), caution=caution_for(cfg.dataset))
+                                  market=cfg.dataset.get("market"), caution=cfg.dataset.get("backtest_caution"))
         if bt is not None:
             result["backtest"] = bt
     (out / f"metrics_{split}.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))

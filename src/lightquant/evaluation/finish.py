@@ -28,17 +28,6 @@ _NOT_A_SETTING = ("seed", "model", "dataset", "use_news", "paths.", "hydra.", "t
                   "trainer.device", "trainer.gpu_id", "save_predictions", "export", "leaderboard")
 
 
-#: said beside every backtest of the synthetic market, whose returns carry a signal planted on purpose
-SYNTHETIC_CAUTION = ("synthetic market: its returns follow a signal planted in its prices and news, so these "
-                     "figures measure how much of that signal the model found, not a strategy's merit")
-
-
-def caution_for(dataset: Mapping[str, Any] | None) -> str | None:
-    """The caution a dataset's backtest carries (the synthetic market's), or None."""
-    target = str(((dataset or {}).get("source") or {}).get("_target_", ""))
-    return SYNTHETIC_CAUTION if target.endswith("SyntheticSource") else None
-
-
 def backtest_predictions(pred: pd.DataFrame, out_dir: str | Path, split: str, settings: Mapping[str, Any] | None,
                          title: str = "", market: Mapping[str, Any] | None = None,
                          caution: str | None = None) -> dict[str, Any] | None:
@@ -118,7 +107,7 @@ def finish_run(cfg: DictConfig, metrics: dict[str, Any], pred: pd.DataFrame, out
     run to ``cfg.leaderboard`` (a CSV path; null to skip). Returns ``metrics``."""
     bt = backtest_predictions(pred, out_dir, "test", cfg.get("backtest"),
                               title=f"{cfg.model_name} on {cfg.dataset.name}, test split",
-                              market=cfg.dataset.get("market"), caution=caution_for(cfg.dataset))
+                              market=cfg.dataset.get("market"), caution=cfg.dataset.get("backtest_caution"))
     if bt is not None:
         metrics["backtest"] = bt
     if cfg.get("leaderboard"):

@@ -10,13 +10,14 @@ from typing import Any
 
 import torch
 from hydra.utils import get_class, instantiate
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, open_dict
 
 from lightquant.data.encoders import encode_cached
 from lightquant.data.market import MarketData, load_market_data
 from lightquant.errors import ConfigError
 from lightquant.models.layers import WordEncoder
 from lightquant.models.needs import DataNeeds, needs_of
+from lightquant.settings import dataset_settings
 
 #: model sizes the data gives: key -> (its value in the data, whether a configured value fits, what the data has)
 DATA_SIZES = {
@@ -41,26 +42,15 @@ def build_data(cfg: DictConfig, *, norm_stats: tuple | None = None, text_encoder
     ``text_encoder`` (a fitted encoder's state) are the ones it was trained with, used instead of
     being recomputed; ``score_day`` builds the data as known at that day's close and adds its
     stocks as the :data:`~lightquant.data.market.SCORE_SPLIT` split (``"latest"``: the data's last day)."""
-    d = cfg.dataset
+    d = dataset_settings(cfg)  # typed and checked (validate_config checked it already)
     data = load_market_data(
-        instantiate(d.source),
+        instantiate(cfg.dataset.source),
         cache_dir=cfg.paths.cache_dir,
         until=None if score_day in (None, "latest") else score_day,
         norm_stats=norm_stats,
         # price-only runs leave the texts on disk, unless the protocol selects samples by their texts
-        news=bool(cfg.use_news) or bool(d.get("require_text_days", False)),
-        features=list(d.features),
-        look_back_window=int(d.look_back_window),
-        splits=OmegaConf.to_container(d.splits, resolve=True),
-        label_price=d.label.price,
-        up_threshold=float(d.label.up_threshold),
-        down_threshold=float(d.label.down_threshold),
-        normalize=bool(d.normalize),
-        news_alignment=str(d.get("news_alignment", "next")),
-        text_lag_days=d.get("text_lag_days"),
-        require_text_days=bool(d.get("require_text_days", False)),
-        max_jump=d.get("max_jump", 3.0),
-        on_jump=str(d.get("on_jump", "warn")),
+        news=bool(cfg.use_news) or d.require_text_days,
+        **d.market_arguments(),
     )
     if score_day is None:
         data.check_splits()
@@ -75,13 +65,13 @@ def build_data(cfg: DictConfig, *, norm_stats: tuple | None = None, text_encoder
         emb = encode_cached(encoder, None if text_encoder else data.train_texts(), data.news_text, cfg.paths.cache_dir)
         state = encoder.state()
         # word ids (encoder=words) come with the vocabulary's starting vectors for the model's embedding
-        data = data.with_news(emb, int(d.max_num_tweets_len), state["vectors"] if emb.dtype.kind in "iu" else None)
+        data = data.with_news(emb, d.max_num_tweets_len, state["vectors"] if emb.dtype.kind in "iu" else None)
         data.text_encoder = state
     # The model's declaration decides the item layout (date items for cross-stock models) and the
     # horizons labelled (days t+1 .. t+h for multi-horizon models).
     needs = model_needs(cfg)
     if needs.layout == "date":
-        data = data.by_date(d.get("n_stocks"), seed=int(cfg.seed))
+        data = data.by_date(d.n_stocks, seed=int(cfg.seed))
     if needs.horizons and cfg.model.get(needs.horizons, 1) > 1:
         data = data.with_horizons(int(cfg.model[needs.horizons]))
     return data

@@ -21,15 +21,12 @@ from lightquant.choices import (
     DEVICES,
     FINAL_METRICS,
     INITS,
-    LABEL_PRICES,
-    NEWS_ALIGNMENTS,
-    ON_JUMP,
     SPLITS,
     STRATEGIES,
     SWANLAB_MODES,
 )
 from lightquant.errors import ConfigError
-from lightquant.settings import trainer_config
+from lightquant.settings import dataset_settings, trainer_config
 
 #: a name that becomes a folder or file name (dataset.name, model_name): no separators, no ".."
 SAFE_NAME = re.compile(r"^[\w][\w.+-]*$")
@@ -100,8 +97,9 @@ def validate_config(cfg: DictConfig) -> None:
     def get(key: str):
         return OmegaConf.select(cfg, key)
 
-    trainer_config(cfg)  # the trainer group's types and ranges (lightquant.settings)
-    _integers(cfg, ("dataset.look_back_window", "dataset.batch_size", "dataset.max_num_tweets_len", "model.hidden_size"))
+    trainer_config(cfg)  # the trainer and dataset groups' types and ranges (lightquant.settings)
+    dataset_settings(cfg)
+    _integers(cfg, ("model.hidden_size",))
     seed = get("seed")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"seed={seed!r} must be an integer >= 0")
@@ -109,19 +107,13 @@ def validate_config(cfg: DictConfig) -> None:
         if value is not None and (not isinstance(value, str) or not SAFE_NAME.match(value) or ".." in value):
             raise ConfigError(f"{key}={value!r} names output folders and files: use letters, digits, '_', '-', '.' "
                               "(no path separators, no '..')")
-    _choices(cfg, [("tracker.mode", SWANLAB_MODES),
-                   ("dataset.news_alignment", NEWS_ALIGNMENTS), ("dataset.on_jump", ON_JUMP),
-                   ("dataset.label.price", LABEL_PRICES), ("model.init", INITS)])
+    _choices(cfg, [("tracker.mode", SWANLAB_MODES), ("model.init", INITS)])
     _backtest(cfg)
     metric = cfg.get("optimized_metric")
     split, _, key = str(metric).partition("/")
     if metric is not None and (split not in ("val", "test") or key not in FINAL_METRICS):
         raise ConfigError(f"optimized_metric={metric!r}: use <split>/<metric>, e.g. val/mcc, with <split> val or "
                           f"test and <metric> one of {list(FINAL_METRICS)}")
-    lo, hi = get("dataset.label.down_threshold"), get("dataset.label.up_threshold")
-    if _number(lo) and _number(hi) and lo > hi:
-        raise ConfigError(f"dataset.label.down_threshold={lo} > up_threshold={hi}: returns in [down, up) are "
-                          "dropped, so down must be <= up")
     dropout = get("model.dropout")
     if dropout is not None and not (isinstance(dropout, (int, float)) and 0 <= dropout < 1):
         raise ConfigError(f"model.dropout={dropout!r} must be in [0, 1)")

@@ -1,23 +1,34 @@
-"""The trainer group's settings as typed dataclasses: types and ranges checked once, when a run's
+"""The trainer and dataset groups as typed dataclasses: types and ranges checked once, when a run's
 config is read, with messages that name the key.
 
-:func:`trainer_config` merges a composed ``cfg.trainer`` into :class:`TrainerConfig` (OmegaConf's
-structured configs): a wrong type or an unknown key fails there, a value out of range in the
-dataclasses' ``__post_init__``, before any data is read. The Trainer takes the result as its one
-settings object (:class:`TrainerSettings`, the part it acts on); a notebook builds one directly,
-``TrainerSettings(epochs=20)``, with the same checks. No torch here: the entry points check a
+:func:`trainer_config` and :func:`dataset_settings` merge a composed ``cfg.trainer`` / ``cfg.dataset``
+into :class:`TrainerConfig` / :class:`DatasetSettings` (OmegaConf's structured configs): a wrong type
+or an unknown key fails there, a value out of range in the dataclasses' ``__post_init__``, before
+any data is read. The Trainer takes its result as its one
+settings object (:class:`TrainerSettings`, the part it acts on; a notebook builds one directly,
+``TrainerSettings(epochs=20)``, with the same checks); the builder reads the dataset's. No torch here: the entry points check a
 config before torch loads.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, List, Optional
 
-from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
-from lightquant.choices import DEVICES, EARLY_STOPPING_MODES, EPOCH_METRICS, LOSSES, PRECISIONS, SHUFFLES
+from lightquant.choices import (
+    DEVICES,
+    EARLY_STOPPING_MODES,
+    EPOCH_METRICS,
+    LABEL_PRICES,
+    LOSSES,
+    NEWS_ALIGNMENTS,
+    ON_JUMP,
+    PRECISIONS,
+    SHUFFLES,
+)
 from lightquant.errors import ConfigError
 
 
@@ -133,13 +144,107 @@ class TrainerConfig(TrainerSettings):
                               f"<metric> one of {list(EPOCH_METRICS)}, or epoch (keep the last epoch)")
 
 
-def trainer_config(cfg: DictConfig) -> TrainerConfig:
-    """``cfg.trainer`` as a checked :class:`TrainerConfig` (interpolations resolved)."""
-    node = OmegaConf.to_container(cfg.trainer, resolve=True)
+def check_market_arguments(*, look_back_window: int, text_lag_days: int | None, require_text_days: bool,
+                           up_threshold: float, down_threshold: float, label_price: str, news_alignment: str,
+                           on_jump: str, **_: Any) -> None:
+    """The ranges and choices of ``build_market_data``'s arguments (the others need no check here):
+    :class:`DatasetSettings` checks a config with it, ``build_market_data`` its plain arguments (a
+    notebook's), both before any work."""
+    _integer("dataset.look_back_window", look_back_window, 1)
+    _integer("dataset.text_lag_days", text_lag_days, 1, none_ok=True)
+    if require_text_days and text_lag_days is None:
+        raise ConfigError("dataset.require_text_days=true needs dataset.text_lag_days (the calendar days of the lag)")
+    if require_text_days and look_back_window < text_lag_days:
+        raise ConfigError(f"dataset.require_text_days checks {text_lag_days} lag steps, more than the "
+                          f"dataset.look_back_window={look_back_window} days of a window; use a window >= text_lag_days")
+    if down_threshold > up_threshold:
+        raise ConfigError(f"dataset.label.down_threshold={down_threshold} > up_threshold={up_threshold}; samples "
+                          "with return in [down, up) are dropped, so down must be <= up")
+    _choice("dataset.label.price", label_price, LABEL_PRICES)
+    _choice("dataset.news_alignment", news_alignment, NEWS_ALIGNMENTS)
+    _choice("dataset.on_jump", on_jump, ON_JUMP)
+
+
+@dataclass
+class LabelSettings:
+    """``dataset.label``: up when the next day's return (of ``price``) is >= up_threshold, down when it is
+    < down_threshold; returns in between are dropped."""
+
+    price: str = "close"
+    up_threshold: float = 0.0
+    down_threshold: float = 0.0
+
+
+@dataclass
+class SplitSettings:
+    """``dataset.splits``: inclusive target-day bounds (YYYY-MM-DD); all null: the last 10 % test, 10 % validation."""
+
+    train_start: Optional[str] = None
+    train_end: Optional[str] = None
+    val_end: Optional[str] = None
+    test_end: Optional[str] = None
+
+
+@dataclass
+class DatasetSettings:
+    """The ``dataset`` group (conf/dataset/*.yaml document each key)."""
+
+    name: str = MISSING
+    source: Any = MISSING  # the source's _target_ node
+    features: List[str] = field(default_factory=lambda: ["open", "high", "low", "close", "volume"])
+    look_back_window: int = 7
+    batch_size: int = 64
+    splits: SplitSettings = field(default_factory=SplitSettings)
+    label: LabelSettings = field(default_factory=LabelSettings)
+    normalize: bool = True
+    max_jump: Optional[float] = 3.0
+    on_jump: str = "warn"
+    max_num_tweets_len: int = 20
+    n_stocks: Optional[int] = None
+    news_alignment: str = "next"
+    text_lag_days: Optional[int] = None
+    require_text_days: bool = False
+    market: Any = None  # the backtest's trading rules (lightquant.evaluation.backtest.MarketRules checks them)
+    backtest_caution: Optional[str] = None  # said beside every backtest of this data (the synthetic market's)
+    root: Optional[str] = None  # folders the source's paths interpolate
+    price_dirs: Optional[List[str]] = None
+    news_dirs: Optional[List[str]] = None
+
+    def __post_init__(self) -> None:
+        _integer("dataset.batch_size", self.batch_size, 1)
+        _integer("dataset.max_num_tweets_len", self.max_num_tweets_len, 1)
+        _integer("dataset.n_stocks", self.n_stocks, 1, none_ok=True)
+        check_market_arguments(**self.market_arguments())
+
+    def market_arguments(self) -> dict[str, Any]:
+        """``build_market_data``'s keyword arguments, as this config sets them."""
+        return {"features": list(self.features), "look_back_window": self.look_back_window,
+                "splits": asdict(self.splits), "label_price": self.label.price,
+                "up_threshold": self.label.up_threshold, "down_threshold": self.label.down_threshold,
+                "normalize": self.normalize, "news_alignment": self.news_alignment,
+                "text_lag_days": self.text_lag_days, "require_text_days": self.require_text_days,
+                "max_jump": self.max_jump, "on_jump": self.on_jump}
+
+
+def _typed(node: DictConfig, schema: type, prefix: str):
+    """``node`` (resolved) merged into ``schema`` and built, so its checks run; errors name ``prefix.<key>``."""
+    container = OmegaConf.to_container(node, resolve=True)
     try:
-        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(TrainerConfig), node))
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), container))
     except OmegaConfBaseException as e:
         key = getattr(e, "full_key", None) or getattr(e, "key", None)
-        known = ", ".join(f.name for f in TrainerConfig.__dataclass_fields__.values())
-        hint = f"; the trainer settings are {known}" if "not in" in str(e) else ""
-        raise ConfigError(f"trainer.{key}: {str(e).splitlines()[0]}{hint}") from None
+        if isinstance(e, ConfigKeyError):  # a typo: list the keys there are at that level
+            owner = getattr(e, "object_type", None) or schema
+            known = ", ".join(getattr(owner, "__dataclass_fields__", {}))
+            raise ConfigError(f"{prefix}.{key}: unknown key; the keys there are {known}") from None
+        raise ConfigError(f"{prefix}.{key}: {str(e).splitlines()[0]}") from None
+
+
+def trainer_config(cfg: DictConfig) -> TrainerConfig:
+    """``cfg.trainer`` as a checked :class:`TrainerConfig` (interpolations resolved)."""
+    return _typed(cfg.trainer, TrainerConfig, "trainer")
+
+
+def dataset_settings(cfg: DictConfig) -> DatasetSettings:
+    """``cfg.dataset`` as a checked :class:`DatasetSettings` (interpolations resolved)."""
+    return _typed(cfg.dataset, DatasetSettings, "dataset")

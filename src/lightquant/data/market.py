@@ -34,12 +34,13 @@ import numpy as np
 import torch
 
 from lightquant.batch import Batch
-from lightquant.choices import NEWS_ALIGNMENTS, SPLITS
+from lightquant.choices import SPLITS
 from lightquant.data.cache import cached_panel
 from lightquant.data.features import Rows, compute_features, next_day_return
 from lightquant.data.panel import Panel
 from lightquant.data.sanity import check_classes, check_jumps, check_statistics
 from lightquant.errors import ConfigError
+from lightquant.settings import check_market_arguments
 
 log = logging.getLogger(__name__)
 
@@ -382,9 +383,7 @@ def _split_bounds(splits: dict, dates: np.ndarray) -> dict[str, tuple[np.datetim
 def _attach_news(panel: Panel, rows: Rows, alignment: str = "next") -> tuple[np.ndarray, list[str], np.ndarray]:
     """CSR index of texts per row: each text goes to its stock's first trading day >= its date
     (``"next"``) or its last trading day <= its date (``"previous"``). Also each kept text's day
-    number (days since 1970)."""
-    if alignment not in NEWS_ALIGNMENTS:
-        raise ConfigError(f"dataset.news_alignment={alignment!r}; use one of {NEWS_ALIGNMENTS}")
+    number (days since 1970). ``alignment`` was checked with build_market_data's arguments."""
     n_rows = len(rows)
     if len(panel.news_text) == 0:
         return np.zeros(n_rows + 1, dtype=np.int64), [], np.zeros(0, dtype=np.int64)
@@ -462,21 +461,10 @@ def build_market_data(
     ``news_alignment``, ``text_lag_days``, ``require_text_days``: a protocol's text rules (module doc);
     ``max_jump``, ``on_jump``: one-day moves taken for unadjusted splits (:mod:`lightquant.data.sanity`);
     ``norm_stats``: (mean, std) to normalise with instead of this data's training rows (a trained model's)."""
-    if look_back_window < 1:
-        raise ConfigError(f"dataset.look_back_window={look_back_window} must be >= 1")
-    if text_lag_days is not None and (isinstance(text_lag_days, bool) or not isinstance(text_lag_days, int)
-                                      or text_lag_days < 1):
-        raise ConfigError(f"dataset.text_lag_days={text_lag_days!r} must be an integer >= 1 or null")
-    if require_text_days and text_lag_days is None:
-        raise ConfigError("dataset.require_text_days=true needs dataset.text_lag_days (the calendar days of the lag)")
-    if require_text_days and look_back_window < text_lag_days:
-        raise ConfigError(f"dataset.require_text_days checks {text_lag_days} lag steps, more than the "
-                         f"dataset.look_back_window={look_back_window} days of a window; use a window >= text_lag_days")
-    if down_threshold > up_threshold:
-        raise ConfigError(
-            f"dataset.label.down_threshold={down_threshold} > up_threshold={up_threshold}; "
-            "samples with return in [down, up) are dropped, so down must be <= up"
-        )
+    check_market_arguments(look_back_window=look_back_window, text_lag_days=text_lag_days,
+                           require_text_days=require_text_days, up_threshold=up_threshold,
+                           down_threshold=down_threshold, label_price=label_price, news_alignment=news_alignment,
+                           on_jump=on_jump)
     panel = check_jumps(panel, max_jump, on_jump)
     rows = Rows.from_panel(panel)
     x = compute_features(rows, list(features))  # (R, F)

@@ -17,7 +17,6 @@ from dataclasses import replace
 
 import numpy as np
 
-from lightquant.choices import ON_JUMP
 from lightquant.data.panel import Panel
 from lightquant.errors import ConfigError, DataError
 
@@ -40,8 +39,7 @@ def find_jumps(panel: Panel, max_jump: float) -> list[tuple[int, int, float]]:
 
 
 def check_jumps(panel: Panel, max_jump: float | None, on_jump: str) -> Panel:
-    if on_jump not in ON_JUMP:
-        raise ConfigError(f"dataset.on_jump={on_jump!r}; choose one of {list(ON_JUMP)}")
+    """``on_jump`` (warn | error | adjust; checked with build_market_data's arguments) on the moves beyond ``max_jump``."""
     if max_jump is None:
         return panel
     if not max_jump > 1:

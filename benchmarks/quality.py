@@ -17,6 +17,7 @@ continues where it stopped.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -45,17 +46,21 @@ from benchmarks.common import (
 )
 from lightquant.api import TINY_MARKET
 
-#: /work/shared/datasets/README.md, "Published test results on this protocol": (accuracy %, MCC).
-#: BiLSTM and SCINet have no published ACL18 figure there.
-PUBLISHED_ACL18 = {
-    "lstm": (53.18, 0.067),
-    "alstm": (54.90, 0.104),
-    "adv_lstm": (57.20, 0.148),
-    "han": (57.64, 0.052),
-    "stocknet": (58.23, 0.081),
-    "dtml": (57.44, 0.191),
-    "pen": (59.89, 0.156),
-}
+
+@functools.cache
+def published_acl18() -> dict[str, tuple[float, float]]:
+    """model -> the (accuracy %, MCC) its paper published on ACL18, as the paper recipes cite it
+    (conf/experiment/paper/<name>.yaml, ``recipe.published``), in the zoo's order. BiLSTM and SCINet
+    have no published ACL18 figure."""
+    found = {}
+    for f in sorted((CONF / "experiment" / "paper").glob("[!_]*.yaml")):
+        published = OmegaConf.load(f).recipe.published
+        with _COMPOSING:
+            model = str(compose([f"experiment=paper/{f.stem}"]).model_name)
+        found[model] = (float(published.accuracy), float(published.mcc))
+    return {m: found[m] for m in ALL_MODELS if m in found}
+
+
 #: What was tried beyond the defaults on ACL18 (full mode; ``--variants`` on the command line): one
 #: ``conf/experiment/tried/<name>.yaml`` each, whose ``tried:`` block says what it is (``about``) and
 #: which models it runs, with the overrides each adds (``models``). Each runs over the defaults' seeds.
@@ -200,7 +205,7 @@ def summarize(runs: list[dict], dataset: str) -> Table:
         config = " ".join(o for o in rs[0]["overrides"] if not o.startswith(("seed=", "dataset=", "model="))) or "(defaults)"
         acc = [r["test_accuracy"] for r in ok]
         mcc = [r["test_mcc"] for r in ok]
-        pub = PUBLISHED_ACL18.get(m) if dataset == "acl18" else None
+        pub = published_acl18().get(m) if dataset == "acl18" else None
         gap = f"{statistics.mean(acc) * 100 - pub[0]:+.2f}" if pub and acc else "—"
         rows.append([
             m, f"`{config}`", f"{len(ok)}/{len(rs)}", mean_std(acc, 100), mean_std(mcc, 1, 3),
@@ -221,7 +226,7 @@ def chosen_on_validation(defaults: list[dict], tried: list[dict],
     exploration seeds; its test figures over ``confirm(model, config)``'s runs (more seeds of that one
     config, so the reported figure rests on more seeds than the search), else over the same runs."""
     rows = []
-    for m, (pa, pm) in PUBLISHED_ACL18.items():
+    for m, (pa, pm) in published_acl18().items():
         groups = {"defaults": [r for r in defaults if r["model"] == m]}
         for v in dict.fromkeys(r["variant"] for r in tried):
             groups[v] = [r for r in tried if r["variant"] == v and r["model"] == m and not r["failed"]]
@@ -301,11 +306,11 @@ def section(s: Settings) -> Section:
     acl = [r for r in runs if r["dataset"] == "acl18" and not r["failed"]]
     short, ok = [], []
     for m in dict.fromkeys(r["model"] for r in acl):
-        if m not in PUBLISHED_ACL18:
+        if m not in published_acl18():
             continue
         acc = statistics.mean(r["test_accuracy"] for r in acl if r["model"] == m) * 100
         mcc = statistics.mean(r["test_mcc"] for r in acl if r["model"] == m)
-        pa, pm = PUBLISHED_ACL18[m]
+        pa, pm = published_acl18()[m]
         (short if acc < pa or mcc < pm else ok).append(f"{m} ({acc - pa:+.2f} acc points, {mcc - pm:+.3f} MCC)")
     if short:
         sec.notes.append("With the defaults, short of the published ACL18 figure in accuracy or MCC: "

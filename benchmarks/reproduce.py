@@ -119,11 +119,14 @@ def trained_at(out: Path, runs: list[dict]) -> list[str]:
     """The commits the runs were trained at, from the leaderboards they appended to."""
     import pandas as pd
 
-    dirs = {str(Path(r["run_dir"])) for r in runs}
+    # by the run dir below the results folder: a run trained from another checkout whose results
+    # folder was this one (a link) is recorded under that checkout's path
+    tails = {Path(r["run_dir"]).resolve().relative_to(out.resolve()).as_posix() for r in runs}
     commits: set[str] = set()
     for board in (out / "result").glob("*/leaderboard.csv"):
         df = pd.read_csv(board)
-        commits |= set(df.loc[df["output_dir"].astype(str).isin(dirs), "git_commit"].astype(str))
+        mine = df["output_dir"].astype(str).map(lambda d: any(d.endswith("/" + t) for t in tails))
+        commits |= set(df.loc[mine, "git_commit"].astype(str))
     return sorted(commits)
 
 

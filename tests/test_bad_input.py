@@ -14,6 +14,7 @@ from hydra.errors import HydraException
 from lightquant.data.acl18 import ACL18Source
 from lightquant.data.csmd import CSMDSource
 from lightquant.data.prices import DataError, read_price_csv
+from lightquant.errors import ConfigError
 from lightquant.training import build_data, train
 
 HEADER = "Date,Open,High,Low,Close,Adj Close,Volume"
@@ -258,3 +259,34 @@ def test_unknown_model_or_dataset_names_the_choices(cfg_factory, group):
 def test_csv_dataset_trains_end_to_end(cfg_factory, folder, tmp_path):
     m = train(csv_cfg(cfg_factory, folder))
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["test"]["n"] == m["test"]["n"] > 0
+
+
+@pytest.mark.parametrize(
+    "override,match",
+    [
+        ("+trainer.epoch=3", r"trainer\.epoch: unknown key; the keys there are epochs, early_stopping"),
+        ("trainer.epochs=ten", r"trainer\.epochs: Value 'ten' of type 'str' could not be converted to Integer"),
+        ("+trainer.early_stopping.patient=3", r"trainer\.early_stopping\.patient: unknown key; the keys there are monitor, mode"),
+        ("trainer.early_stopping.monitor=val/acc", r"trainer\.early_stopping\.monitor='val/acc'.*val/<metric>"),
+        ("+dataset.look_back=5", r"dataset\.look_back: unknown key; the keys there are name, source, features"),
+        ("dataset.batch_size=1.5", r"dataset\.batch_size: Value '1.5' of type 'float' could not be converted"),
+    ],
+    ids=["trainer-typo", "trainer-type", "nested-typo", "monitor", "dataset-typo", "dataset-type"],
+)
+def test_typed_settings_name_the_key_before_any_work(cfg_factory, tmp_path, override, match):
+    with pytest.raises(ConfigError, match=match):
+        train(cfg_factory([override]))
+    assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_trainer_settings_check_themselves_outside_hydra():
+    """A notebook's TrainerSettings get the checks a config does."""
+    from lightquant.settings import EarlyStoppingSettings, PenaltySettings, TrainerSettings
+
+    assert TrainerSettings(precision=32).precision == "32"  # YAML's 32 is an int
+    with pytest.raises(ConfigError, match="trainer.shuffle='daily'; choose one of"):
+        TrainerSettings(shuffle="daily")
+    with pytest.raises(ConfigError, match="trainer.early_stopping.mode='up'"):
+        TrainerSettings(early_stopping=EarlyStoppingSettings(mode="up"))
+    with pytest.raises(ConfigError, match="needs trainer.penalty.params"):
+        TrainerSettings(penalty=PenaltySettings(weight=1.0))

@@ -42,7 +42,7 @@ def build_data(cfg: DictConfig, *, norm_stats: tuple | None = None, text_encoder
     ``text_encoder`` (a fitted encoder's state) are the ones it was trained with, used instead of
     being recomputed; ``score_day`` builds the data as known at that day's close and adds its
     stocks as the :data:`~lightquant.data.market.SCORE_SPLIT` split (``"latest"``: the data's last day)."""
-    d = dataset_settings(cfg)  # typed and checked (validate_config checked it already)
+    d = dataset_settings(cfg)  # typed and checked: an exported model's dataset spec too (evaluate, predict)
     data = load_market_data(
         instantiate(cfg.dataset.source),
         cache_dir=cfg.paths.cache_dir,

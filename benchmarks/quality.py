@@ -85,7 +85,7 @@ SMOKE_DATA = [*TINY_MARKET, "model.hidden_size=16"]
 
 
 def data_root() -> Path | None:
-    """The folder holding acl18/ and CSMD50/: $LIGHTQUANT_DATA, else ../shared/datasets (as the tests)."""
+    """The datasets folder (paths.data_dir): $LIGHTQUANT_DATA, else ../shared/datasets (as the tests)."""
     env = os.environ.get("LIGHTQUANT_DATA")
     for p in ([Path(env)] if env else []) + [ROOT.parent / "shared" / "datasets"]:
         if p.is_dir():
@@ -94,8 +94,11 @@ def data_root() -> Path | None:
 
 
 def dataset_available(name: str, root: Path | None) -> bool:
-    folder = {"acl18": "acl18", "csmd50": "CSMD50", "csmd300": "CSMD300"}.get(name)
-    return folder is None or (root is not None and (root / folder).is_dir())
+    """Whether dataset ``name``'s folder (its conf's ``root`` under ``root``) is there; a generated
+    dataset (no ``root``) always is."""
+    with _COMPOSING:
+        folder = compose([f"dataset={name}", f"paths.data_dir={root}"]).dataset.get("root")
+    return folder is None or (root is not None and Path(folder).is_dir())
 
 
 def run_overrides(dataset: str, model: str, seed: int, epochs: int | None, extra: Sequence[str] = ()) -> list[str]:

@@ -26,36 +26,32 @@ from lightquant.choices import (
     SWANLAB_MODES,
 )
 from lightquant.errors import ConfigError
-from lightquant.settings import dataset_settings, trainer_config
+from lightquant.settings import check_choice, check_integer, check_number, dataset_settings, trainer_config
 
 #: a name that becomes a folder or file name (dataset.name, model_name): no separators, no ".."
 SAFE_NAME = re.compile(r"^[\w][\w.+-]*$")
 
 
-def _number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v  # NaN != NaN
-
-
 def _choices(cfg: DictConfig, pairs) -> None:
     for key, choices in pairs:
         v = OmegaConf.select(cfg, key)
-        if v is not None and str(v) not in choices:
-            raise ConfigError(f"{key}={v!r}; choose one of {list(choices)}")
+        if v is not None:
+            check_choice(key, v, choices)
 
 
 def _integers(cfg: DictConfig, keys, low: int = 1) -> None:
     for key in keys:
         v = OmegaConf.select(cfg, key)
-        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < low):
-            raise ConfigError(f"{key}={v!r} must be an integer >= {low}")
+        if v is not None:
+            check_integer(key, v, low)
 
 
 def _backtest(cfg: DictConfig) -> None:
     _choices(cfg, [("backtest.strategy", STRATEGIES)])
     _integers(cfg, ["backtest.top_k", "backtest.hold_days"])
     cost = OmegaConf.select(cfg, "backtest.cost_bps")
-    if cost is not None and not (_number(cost) and cost >= 0):
-        raise ConfigError(f"backtest.cost_bps={cost!r} must be a number >= 0")
+    if cost is not None:
+        check_number("backtest.cost_bps", cost, 0)
     bench = OmegaConf.select(cfg, "backtest.benchmark")
     if bench not in (None, "equal_weight") and not Path(str(bench)).is_file():
         raise ConfigError(f"backtest.benchmark={bench!r}: no such index file; give a CSV with Date and Close "
@@ -100,9 +96,7 @@ def validate_config(cfg: DictConfig) -> None:
     trainer_config(cfg)  # the trainer and dataset groups' types and ranges (lightquant.settings)
     dataset_settings(cfg)
     _integers(cfg, ("model.hidden_size",))
-    seed = get("seed")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ConfigError(f"seed={seed!r} must be an integer >= 0")
+    check_integer("seed", get("seed"), 0)
     for key, value in (("dataset.name", get("dataset.name")), ("model_name", cfg.get("model_name"))):
         if value is not None and (not isinstance(value, str) or not SAFE_NAME.match(value) or ".." in value):
             raise ConfigError(f"{key}={value!r} names output folders and files: use letters, digits, '_', '-', '.' "

@@ -32,19 +32,22 @@ from lightquant.choices import (
 from lightquant.errors import ConfigError
 
 
-def _integer(key: str, value: Any, low: int, none_ok: bool = False) -> None:
+def check_integer(key: str, value: Any, low: int, none_ok: bool = False) -> None:
+    """``key=value`` must be an integer >= ``low`` (or None with ``none_ok``); the error names the key."""
     if value is None and none_ok:
         return
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
         raise ConfigError(f"{key}={value!r} must be an integer >= {low}" + (", or null" if none_ok else ""))
 
 
-def _choice(key: str, value: Any, choices) -> None:
+def check_choice(key: str, value: Any, choices) -> None:
+    """``value`` (as a string: YAML's 32 is an int) must be one of ``choices``."""
     if str(value) not in choices:
         raise ConfigError(f"{key}={value!r}; choose one of {list(choices)}")
 
 
-def _at_least(key: str, value: Any, low: float, strict: bool = False) -> None:
+def check_number(key: str, value: Any, low: float, strict: bool = False) -> None:
+    """``value`` must be a number >= ``low`` (> with ``strict``)."""
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (value > low if strict else value >= low)
     if not ok:  # NaN fails both comparisons
         raise ConfigError(f"{key}={value!r} must be a number {'>' if strict else '>='} {low}")
@@ -60,7 +63,7 @@ class EarlyStoppingSettings:
     min_delta: float = 0.0
 
     def __post_init__(self) -> None:
-        _choice("trainer.early_stopping.mode", self.mode, EARLY_STOPPING_MODES)
+        check_choice("trainer.early_stopping.mode", self.mode, EARLY_STOPPING_MODES)
         if self.patience is not None and (isinstance(self.patience, bool) or not isinstance(self.patience, int)
                                           or self.patience < 1):
             raise ConfigError(f"trainer.early_stopping.patience={self.patience} must be an integer >= 1, "
@@ -75,7 +78,7 @@ class PenaltySettings:
     params: List[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        _at_least("trainer.penalty.weight", self.weight, 0)
+        check_number("trainer.penalty.weight", self.weight, 0)
         if self.weight > 0 and not self.params:
             raise ConfigError(f"trainer.penalty.weight={self.weight} needs trainer.penalty.params (e.g. [fc.weight])")
 
@@ -100,16 +103,16 @@ class TrainerSettings:
 
     def __post_init__(self) -> None:
         self.precision = str(self.precision)  # 32 in YAML is an int
-        _integer("trainer.epochs", self.epochs, 1)
-        _integer("trainer.eval_batch_size", self.eval_batch_size, 1)
-        _integer("trainer.accumulate_grad_batches", self.accumulate_grad_batches, 1)
-        _integer("trainer.limit_train_batches", self.limit_train_batches, 1, none_ok=True)
-        _integer("trainer.overfit_batches", self.overfit_batches, 0)
+        check_integer("trainer.epochs", self.epochs, 1)
+        check_integer("trainer.eval_batch_size", self.eval_batch_size, 1)
+        check_integer("trainer.accumulate_grad_batches", self.accumulate_grad_batches, 1)
+        check_integer("trainer.limit_train_batches", self.limit_train_batches, 1, none_ok=True)
+        check_integer("trainer.overfit_batches", self.overfit_batches, 0)
         if self.gradient_clip_val is not None:
-            _at_least("trainer.gradient_clip_val", self.gradient_clip_val, 0, strict=True)
-        _choice("trainer.precision", self.precision, PRECISIONS)
-        _choice("trainer.loss", self.loss, LOSSES)
-        _choice("trainer.shuffle", self.shuffle, SHUFFLES)
+            check_number("trainer.gradient_clip_val", self.gradient_clip_val, 0, strict=True)
+        check_choice("trainer.precision", self.precision, PRECISIONS)
+        check_choice("trainer.loss", self.loss, LOSSES)
+        check_choice("trainer.shuffle", self.shuffle, SHUFFLES)
 
 
 @dataclass
@@ -131,12 +134,12 @@ class TrainerConfig(TrainerSettings):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _at_least("trainer.lr", self.lr, 0, strict=True)
-        _at_least("trainer.weight_decay", self.weight_decay, 0)
-        _integer("trainer.num_threads", self.num_threads, 1, none_ok=True)
-        _integer("trainer.gpu_id", self.gpu_id, 0)
-        _integer("trainer.profile_steps", self.profile_steps, 0)
-        _choice("trainer.device", self.device, DEVICES)
+        check_number("trainer.lr", self.lr, 0, strict=True)
+        check_number("trainer.weight_decay", self.weight_decay, 0)
+        check_integer("trainer.num_threads", self.num_threads, 1, none_ok=True)
+        check_integer("trainer.gpu_id", self.gpu_id, 0)
+        check_integer("trainer.profile_steps", self.profile_steps, 0)
+        check_choice("trainer.device", self.device, DEVICES)
         # the run's evaluation logs these (the engine itself can monitor any metric its scorer gives)
         split, _, key = self.early_stopping.monitor.partition("/")
         if self.early_stopping.monitor != "epoch" and (split != "val" or key not in EPOCH_METRICS):
@@ -150,8 +153,8 @@ def check_market_arguments(*, look_back_window: int, text_lag_days: int | None, 
     """The ranges and choices of ``build_market_data``'s arguments (the others need no check here):
     :class:`DatasetSettings` checks a config with it, ``build_market_data`` its plain arguments (a
     notebook's), both before any work."""
-    _integer("dataset.look_back_window", look_back_window, 1)
-    _integer("dataset.text_lag_days", text_lag_days, 1, none_ok=True)
+    check_integer("dataset.look_back_window", look_back_window, 1)
+    check_integer("dataset.text_lag_days", text_lag_days, 1, none_ok=True)
     if require_text_days and text_lag_days is None:
         raise ConfigError("dataset.require_text_days=true needs dataset.text_lag_days (the calendar days of the lag)")
     if require_text_days and look_back_window < text_lag_days:
@@ -160,9 +163,9 @@ def check_market_arguments(*, look_back_window: int, text_lag_days: int | None, 
     if down_threshold > up_threshold:
         raise ConfigError(f"dataset.label.down_threshold={down_threshold} > up_threshold={up_threshold}; samples "
                           "with return in [down, up) are dropped, so down must be <= up")
-    _choice("dataset.label.price", label_price, LABEL_PRICES)
-    _choice("dataset.news_alignment", news_alignment, NEWS_ALIGNMENTS)
-    _choice("dataset.on_jump", on_jump, ON_JUMP)
+    check_choice("dataset.label.price", label_price, LABEL_PRICES)
+    check_choice("dataset.news_alignment", news_alignment, NEWS_ALIGNMENTS)
+    check_choice("dataset.on_jump", on_jump, ON_JUMP)
 
 
 @dataclass
@@ -211,9 +214,9 @@ class DatasetSettings:
     news_dirs: Optional[List[str]] = None
 
     def __post_init__(self) -> None:
-        _integer("dataset.batch_size", self.batch_size, 1)
-        _integer("dataset.max_num_tweets_len", self.max_num_tweets_len, 1)
-        _integer("dataset.n_stocks", self.n_stocks, 1, none_ok=True)
+        check_integer("dataset.batch_size", self.batch_size, 1)
+        check_integer("dataset.max_num_tweets_len", self.max_num_tweets_len, 1)
+        check_integer("dataset.n_stocks", self.n_stocks, 1, none_ok=True)
         check_market_arguments(**self.market_arguments())
 
     def market_arguments(self) -> dict[str, Any]:

@@ -226,11 +226,12 @@ def news_overrides(model: str) -> list[str]:
     return ["use_news=true"] if model in NEWS_MODELS else []
 
 
-def zoo() -> tuple[str, ...]:
-    """conf/zoo.yaml's models, in its order."""
+def conf_file(name: str):
+    """``conf/<name>.yaml`` as plain Python (conf/zoo.yaml: the models in order; conf/benchmarks.yaml:
+    what each section measures)."""
     from omegaconf import OmegaConf
 
-    return tuple(OmegaConf.load(CONF / "zoo.yaml").models)
+    return OmegaConf.to_container(OmegaConf.load(CONF / f"{name}.yaml"))
 
 
 def reads_news(model: str) -> bool:
@@ -240,8 +241,9 @@ def reads_news(model: str) -> bool:
     return model_needs(compose([f"model={model}"])).news
 
 
-ALL_MODELS = zoo()
+ALL_MODELS = tuple(conf_file("zoo")["models"])
 NEWS_MODELS = tuple(m for m in ALL_MODELS if reads_news(m))
+PLAN = conf_file("benchmarks")
 
 
 def build(overrides: Sequence[str], cache_dir: Path):

@@ -13,7 +13,19 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from benchmarks.common import Section, Settings, Table, Target, build, fmt, interleaved, median, paired_ratio, subset
+from benchmarks.common import (
+    PLAN,
+    Section,
+    Settings,
+    Table,
+    Target,
+    build,
+    fmt,
+    interleaved,
+    median,
+    paired_ratio,
+    subset,
+)
 from benchmarks.loops import BareLoop, engine, twin
 from lightquant.batch import Batch
 
@@ -28,8 +40,8 @@ DESCRIPTION = (
     "`frame.iloc[end-T+1:end+1][features].to_numpy()` and its label, and a shuffling `DataLoader` "
     "with the default collate and `num_workers=0` (the same single process and thread count as "
     "the engine; worker processes would divide its time by at most the number of free cores). Both "
-    "sides are checked to deliver identical windows. The second table puts each path under an LSTM "
-    "training step (default LSTM, AdamW, clipping), which bounds the end-to-end gain by the model's "
+    "sides are checked to deliver identical windows. The second table puts each path under a "
+    "training step of a price-only model (conf/benchmarks.yaml's price_model at its defaults, AdamW, clipping), which bounds the end-to-end gain by the model's "
     "own compute."
 )
 
@@ -82,7 +94,7 @@ def _drain(batches) -> int:
 
 
 class LoaderLoop(BareLoop):
-    """The bare loop fed by the DataFrame DataLoader (x and y only: what the LSTM reads)."""
+    """The bare loop fed by the DataFrame DataLoader (x and y only: what a price-only model reads)."""
 
     def __init__(self, model, loader):
         super().__init__(model, None, loader.batch_size)
@@ -102,7 +114,7 @@ def section(s: Settings) -> Section:
     from benchmarks.quality import SMOKE_DATA
 
     t0 = time.perf_counter()
-    _, data, model = build(["model=lstm", *(SMOKE_DATA if s.mode == "smoke" else [])], s.out_dir / "cache")
+    _, data, model = build([f"model={PLAN['price_model']}", *(SMOKE_DATA if s.mode == "smoke" else [])], s.out_dir / "cache")
     n = min(s.pick(256, 4096, 16384), len(data.splits["train"]))
     data = subset(data, "train", n)
     ds = DataFrameWindows(data)
@@ -130,7 +142,7 @@ def section(s: Settings) -> Section:
     sec.tables.append(Table(f"Batches only, {s.n_reps} interleaved epochs (samples/s: medians on this machine)",
                             ["batch", "samples", "engine samples/s", "DataFrame+DataLoader samples/s",
                              "engine / baseline", f">= {GOAL:.0f}"], rows))
-    sec.tables.append(Table("Under an LSTM training step (context, no target)",
+    sec.tables.append(Table(f"Under a {PLAN['price_model']} training step (context, no target)",
                             ["batch", "samples", "engine training samples/s", "baseline training samples/s",
                              "engine / baseline"], rows_train))
     worst = min(r["ratio"] for r in results)

@@ -9,15 +9,9 @@ import shutil
 import time
 from contextlib import contextmanager
 
-from benchmarks.common import Section, Settings, Table, Target, compose, fmt, median, run_child
+from benchmarks.common import PLAN, Section, Settings, Table, Target, compose, fmt, median, run_child
 
 GOAL_S = 0.5
-DATASETS = [  # (label, train.py overrides, real dataset it needs or None)
-    ("synthetic, CSMD50 scale (50 stocks)", ["dataset=synthetic"], None),
-    ("synthetic, CSMD300 scale (300 stocks)", ["dataset=synthetic", "dataset.source.n_stocks=300"], None),
-    ("CSMD50 sample (real, 10 stocks)", ["dataset=csmd50"], "csmd50"),
-    ("ACL18 (real, 88 stocks)", ["dataset=acl18"], "acl18"),
-]
 DESCRIPTION = (
     "Wall time of `lightquant.builder.build_data` with `use_news=true` (what every run does before training): "
     "**cold** with an empty cache dir (parse the price and news files, or generate the synthetic market; "
@@ -81,13 +75,13 @@ def section(s: Settings) -> Section:
     from lightquant.api import TINY_MARKET
 
     t0 = time.perf_counter()
-    specs = [("synthetic, tiny (smoke)", ["dataset=synthetic", *TINY_MARKET], None)] if s.mode == "smoke" else DATASETS
+    specs = {"synthetic, tiny (smoke)": list(TINY_MARKET)} if s.mode == "smoke" else PLAN["data_prep"]
     root = data_root()
     env_extra = {"LIGHTQUANT_DATA": str(root)} if root else {}
     warm_reps = s.pick(1, 3, 5)
     rows, results, sec = [], [], Section(4, "Data preparation: cold vs warm cache", DESCRIPTION)
-    for label, overrides, needs in specs:
-        if needs and not dataset_available(needs, root):
+    for label, overrides in specs.items():
+        if not dataset_available(overrides, root):
             sec.notes.append(f"{label}: data not found, skipped (set LIGHTQUANT_DATA).")
             continue
         cache = s.out_dir / "prep_cache" / overrides[-1].replace("=", "_").replace(".", "_")

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from benchmarks.common import (
     NEWS_MODELS,
+    PLAN,
     RESULTS,
     Section,
     Settings,
@@ -38,10 +39,9 @@ from benchmarks.common import (
 from benchmarks.quality import data_root, dataset_available, run_one
 from lightquant.api import TINY_MARKET
 
-DATASETS = ("acl18", "acl18_stocknet", "csmd50")
-MODELS = NEWS_MODELS
+DATASETS = PLAN["encoders"]["datasets"]
 ENCODERS = {"tfidf": ["encoder=tfidf"], "word2vec": ["encoder=word2vec"], "words": ["encoder=words"]}
-SMOKE = [*TINY_MARKET, "encoder.dim=8", "model.hidden_size=8"]  # on dataset=synthetic
+SMOKE = [*TINY_MARKET, "encoder.dim=8", "model.hidden_size=8"]  # on the smoke dataset
 
 
 def overrides(dataset: str, model: str, encoder: str, epochs: int | None) -> list[str]:
@@ -156,13 +156,13 @@ DESCRIPTION = (
 
 
 def section(s: Settings) -> Section:
-    """Smoke: StockNet on a tiny synthetic market, one epoch per encoder. Quick: the three datasets, seed 1,
+    """Smoke: conf/benchmarks.yaml's smoke model on the tiny market, one epoch per encoder. Quick: the three datasets, seed 1,
     10 epochs (the word-level runs on ACL18 take most of it). Full: seeds 1-3, default epochs."""
     t0 = time.perf_counter()
     sec = Section(12, "Text encoders for the news models", DESCRIPTION)
-    models = MODELS
+    models = NEWS_MODELS
     if s.mode == "smoke":
-        datasets, models, seeds, epochs, extra = ["synthetic"], ["stocknet"], [1], 1, SMOKE
+        datasets, models, seeds, epochs, extra = [PLAN["smoke_dataset"]], [PLAN["encoders"]["smoke_model"]], [1], 1, SMOKE
     else:
         datasets = [d for d in DATASETS if dataset_available(d, data_root())]
         seeds = s.quality_seeds or s.pick(None, [1], [1, 2, 3])
@@ -188,7 +188,7 @@ def section(s: Settings) -> Section:
 def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--datasets", default=",".join(DATASETS))
-    p.add_argument("--models", default=",".join(MODELS))
+    p.add_argument("--models", default=",".join(NEWS_MODELS))
     p.add_argument("--encoders", default=",".join(ENCODERS))
     p.add_argument("--seeds", default="1,2,3")
     p.add_argument("--epochs", type=int, default=None)

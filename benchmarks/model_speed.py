@@ -33,6 +33,7 @@ import torch
 from benchmarks.common import (
     ALL_MODELS,
     NEWS_MODELS,
+    PLAN,
     ROOT,
     Section,
     Settings,
@@ -40,6 +41,7 @@ from benchmarks.common import (
     Target,
     build,
     child_env,
+    compose,
     fmt,
     interleaved,
     median,
@@ -219,7 +221,7 @@ def slots(name: str, overrides: list[str], s: Settings, label: str) -> dict:
 #: StockNet/PEN decoders, fused AdamW, the CPU dropout mask): what "before" means below
 BASELINE = "3114a73"
 #: the models the speed work was for
-VS_MODELS = ("scinet", "stocknet", "han", "pen")
+VS_MODELS = tuple(PLAN["model_speed"]["against_commit"])
 
 
 def unpack(commit: str, dest: Path) -> bool:
@@ -287,7 +289,7 @@ def vs_research(s: Settings, market: list[str]) -> list[dict] | None:
                          "code (github.com/ECNU-CILAB/LightQuant) or unset it")
     items, reps = str(s.pick(128, 1024, 2048)), str(s.pick(1, 3, 3))
     rows = []
-    for model in s.pick(("lstm",), tuple(SETTINGS), tuple(SETTINGS)):
+    for model in s.pick(tuple(SETTINGS)[:1], tuple(SETTINGS), tuple(SETTINGS)):
         cmds = {
             "research": [sys.executable, str(ROOT / "benchmarks" / "research_child.py"), "--root", root,
                          "--model", model, "--items", items, "--reps", reps],
@@ -303,7 +305,7 @@ def vs_research(s: Settings, market: list[str]) -> list[dict] | None:
 
 
 def section(s: Settings) -> Section:
-    from benchmarks.quality import SMOKE_DATA, data_root
+    from benchmarks.quality import SMOKE_DATA, data_root, dataset_available
 
     t0 = time.perf_counter()
     market = SMOKE_DATA if s.mode == "smoke" else [f"dataset.source.n_stocks={s.pick(8, 20, 50)}"]
@@ -329,8 +331,11 @@ def section(s: Settings) -> Section:
         f"measured in this run ({gemm / 1e9:.1f} GFLOP/s): how far each model is from what the core does on "
         "large products; small models are bound by per-operator overhead instead.")
     root = data_root()
-    if s.mode != "smoke" and root is not None and (root / "CSMD50").is_dir():
-        text_data, label = ["dataset=csmd50", f"dataset.root={root / 'CSMD50'}"], "CSMD50 sample"
+    text = PLAN["model_speed"]["text_dataset"]
+    if s.mode != "smoke" and root is not None and dataset_available(text, root):
+        # its folder spelled out: the earlier commit's tree composes its own conf, without LIGHTQUANT_DATA
+        folder = compose([f"dataset={text}", f"paths.data_dir={root}"]).dataset.root
+        text_data, label = [f"dataset={text}", f"dataset.root={folder}"], text
     else:
         text_data, label = market, "synthetic market"
     res = [slots(m, text_data, s, label) for m in NEWS_MODELS]

@@ -1,5 +1,5 @@
-"""Section 3: precision. fp32 against bf16 autocast (``trainer.precision=bf16``) for LSTM, HAN
-and StockNet: the training speed ratio and how far the trained models' metrics move.
+"""Section 3: precision. fp32 against bf16 autocast (``trainer.precision=bf16``) for the models
+conf/benchmarks.yaml lists: the training speed ratio and how far the trained models' metrics move.
 
 Two copies of each model start from the same weights and train epoch by epoch in alternation
 (fp32 then bf16, then bf16 then fp32, ...) on the same batches, so the speed ratio is paired
@@ -13,10 +13,9 @@ import time
 
 import torch
 
-from benchmarks.common import Section, Settings, Table, build, fmt, median, news_overrides, subset
+from benchmarks.common import PLAN, Section, Settings, Table, build, fmt, median, news_overrides, subset
 from benchmarks.loops import engine, twin
 
-MODELS = ("lstm", "han", "stocknet")
 DESCRIPTION = (
     "Training speed and result of `trainer.precision=bf16` (one autocast context around forward and "
     "loss, losses on fp32 logits, evaluation in fp32) against fp32, through the engine. Two copies of "
@@ -63,7 +62,7 @@ def section(s: Settings) -> Section:
     epochs = s.pick(1, 3, 8)
     data_overrides = SMOKE_DATA if s.mode == "smoke" else [f"dataset.source.n_stocks={s.pick(8, 20, 50)}"]
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
-    results = [measure(m, epochs, d, data_overrides, s) for d in devices for m in MODELS]
+    results = [measure(m, epochs, d, data_overrides, s) for d in devices for m in PLAN["precision"]]
     rows = []
     for r in results:
         a, b = r["fp32"], r["bf16"]

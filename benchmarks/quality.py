@@ -33,6 +33,7 @@ from omegaconf import OmegaConf
 from benchmarks.common import (
     ALL_MODELS,
     CONF,
+    PLAN,
     RESULTS,
     ROOT,
     Section,
@@ -48,7 +49,7 @@ from lightquant.api import TINY_MARKET
 
 
 @functools.cache
-def published_acl18() -> dict[str, tuple[float, float]]:
+def published() -> dict[str, tuple[float, float]]:
     """model -> the (accuracy %, MCC) its paper published on ACL18, as the paper recipes cite it
     (conf/experiment/paper/<name>.yaml, ``recipe.published``), in the zoo's order. BiLSTM and SCINet
     have no published ACL18 figure."""
@@ -80,6 +81,8 @@ def variant_overrides(name: str) -> dict[str, list[str]]:
     return {m: [f"experiment=tried/{name}", *ov] for m, ov in meta[name]["models"].items()}
 
 
+#: the dataset of the papers' figures and of the variants tried beyond the defaults
+PUBLISHED_ON = PLAN["quality"]["published_on"]
 # The tiny synthetic market of the test suite: the smoke mode.
 SMOKE_DATA = [*TINY_MARKET, "model.hidden_size=16"]
 
@@ -93,11 +96,12 @@ def data_root() -> Path | None:
     return None
 
 
-def dataset_available(name: str, root: Path | None) -> bool:
-    """Whether dataset ``name``'s folder (its conf's ``root`` under ``root``) is there; a generated
-    dataset (no ``root``) always is."""
+def dataset_available(dataset: str | Sequence[str], root: Path | None) -> bool:
+    """Whether the folder of a dataset (a conf/dataset/ name, or the overrides choosing it: its conf's
+    ``root`` under ``root``) is there; a generated dataset (no ``root``) always is."""
+    overrides = [f"dataset={dataset}"] if isinstance(dataset, str) else list(dataset)
     with _COMPOSING:
-        folder = compose([f"dataset={name}", f"paths.data_dir={root}"]).dataset.get("root")
+        folder = compose([*overrides, f"paths.data_dir={root}"]).dataset.get("root")
     return folder is None or (root is not None and Path(folder).is_dir())
 
 
@@ -193,9 +197,10 @@ def run_all(datasets: Sequence[str], models: Sequence[str], seeds: Sequence[int]
 
 def run_variant(name: str, seeds: Sequence[int], epochs: int | None, out: Path, threads: int, tag: str,
                 extra: Sequence[str] = (), verbose: bool = True, jobs: int = 1) -> list[dict]:
-    """One variant (conf/experiment/tried/<name>.yaml) on ACL18: its models over ``seeds``, in ``<tag>-<name>/``."""
+    """One variant (conf/experiment/tried/<name>.yaml) on the published figures' dataset: its models over
+    ``seeds``, in ``<tag>-<name>/``."""
     per_model = variant_overrides(name)
-    runs = run_all(["acl18"], list(per_model), seeds, epochs, out, threads, f"{tag}-{name}", extra,
+    runs = run_all([PUBLISHED_ON], list(per_model), seeds, epochs, out, threads, f"{tag}-{name}", extra,
                    verbose=verbose, jobs=jobs, per_model=per_model)
     return [dict(r, variant=name) for r in runs]
 
@@ -208,7 +213,7 @@ def summarize(runs: list[dict], dataset: str) -> Table:
         config = " ".join(o for o in rs[0]["overrides"] if not o.startswith(("seed=", "dataset=", "model="))) or "(defaults)"
         acc = [r["test_accuracy"] for r in ok]
         mcc = [r["test_mcc"] for r in ok]
-        pub = published_acl18().get(m) if dataset == "acl18" else None
+        pub = published().get(m) if dataset == PUBLISHED_ON else None
         gap = f"{statistics.mean(acc) * 100 - pub[0]:+.2f}" if pub and acc else "—"
         rows.append([
             m, f"`{config}`", f"{len(ok)}/{len(rs)}", mean_std(acc, 100), mean_std(mcc, 1, 3),
@@ -229,7 +234,7 @@ def chosen_on_validation(defaults: list[dict], tried: list[dict],
     exploration seeds; its test figures over ``confirm(model, config)``'s runs (more seeds of that one
     config, so the reported figure rests on more seeds than the search), else over the same runs."""
     rows = []
-    for m, (pa, pm) in published_acl18().items():
+    for m, (pa, pm) in published().items():
         groups = {"defaults": [r for r in defaults if r["model"] == m]}
         for v in dict.fromkeys(r["variant"] for r in tried):
             groups[v] = [r for r in tried if r["variant"] == v and r["model"] == m and not r["failed"]]
@@ -248,7 +253,7 @@ def chosen_on_validation(defaults: list[dict], tried: list[dict],
                      "yes" if acc >= pa and mcc >= pm else "no"])
     headers = ["model", "config chosen on validation", "val MCC (mean, exploration seeds)", "test seeds",
                "test acc %", "test MCC", "published acc % / MCC", "Δ acc / Δ MCC", "reaches published"]
-    return Table("acl18 — per model, the config chosen on validation, against the published figure", headers, rows)
+    return Table(f"{PUBLISHED_ON} — per model, the config chosen on validation, against the published figure", headers, rows)
 
 
 DESCRIPTION = (
@@ -264,7 +269,7 @@ DESCRIPTION = (
     "(no published ACL18 figure for BiLSTM or SCINet there). CSMD50 is the 10-stock sample "
     "(publisher's splits), with no published figure to compare."
 )
-FULL_COMMAND = "python -m benchmarks.quality --datasets acl18,csmd50 --seeds 1,2,3 --jobs 2"
+FULL_COMMAND = f"python -m benchmarks.quality --datasets {','.join(PLAN['quality']['datasets'])} --seeds 1,2,3 --jobs 2"
 
 
 def section(s: Settings) -> Section:
@@ -272,9 +277,9 @@ def section(s: Settings) -> Section:
     labelled. Full: all nine models x 3 seeds at the default epochs."""
     t0 = time.perf_counter()
     if s.mode == "smoke":
-        datasets, models, seeds, epochs, extra = ["synthetic"], ["lstm"], [1], 1, SMOKE_DATA
+        datasets, models, seeds, epochs, extra = [PLAN["smoke_dataset"]], list(ALL_MODELS[:1]), [1], 1, SMOKE_DATA
     else:
-        datasets, models, extra = ["acl18", "csmd50"], list(ALL_MODELS), []
+        datasets, models, extra = PLAN["quality"]["datasets"], list(ALL_MODELS), []
         seeds = s.quality_seeds or s.pick(None, [1], [1, 2, 3])
         epochs = s.quality_epochs if s.quality_epochs is not None else s.pick(None, 5, None)
     full = epochs is None and len(seeds) >= 3
@@ -302,18 +307,18 @@ def section(s: Settings) -> Section:
     for v in names:
         vr = run_variant(v, seeds, epochs, s.out_dir, s.threads, tag, verbose=s.mode != "smoke", jobs=s.jobs)
         if vr:
-            t = summarize(vr, "acl18")
-            t.caption = f"acl18, tried beyond the defaults — {v}: {tried_meta[v]['about']}; {seeds_txt}"
+            t = summarize(vr, PUBLISHED_ON)
+            t.caption = f"{PUBLISHED_ON}, tried beyond the defaults — {v}: {tried_meta[v]['about']}; {seeds_txt}"
             sec.tables.append(t)
             tried += vr
-    acl = [r for r in runs if r["dataset"] == "acl18" and not r["failed"]]
+    acl = [r for r in runs if r["dataset"] == PUBLISHED_ON and not r["failed"]]
     short, ok = [], []
     for m in dict.fromkeys(r["model"] for r in acl):
-        if m not in published_acl18():
+        if m not in published():
             continue
         acc = statistics.mean(r["test_accuracy"] for r in acl if r["model"] == m) * 100
         mcc = statistics.mean(r["test_mcc"] for r in acl if r["model"] == m)
-        pa, pm = published_acl18()[m]
+        pa, pm = published()[m]
         (short if acc < pa or mcc < pm else ok).append(f"{m} ({acc - pa:+.2f} acc points, {mcc - pm:+.3f} MCC)")
     if short:
         sec.notes.append("With the defaults, short of the published ACL18 figure in accuracy or MCC: "
@@ -321,7 +326,7 @@ def section(s: Settings) -> Section:
     if ok:
         sec.notes.append("With the defaults, at or above the published figure in both: " + "; ".join(ok) + ".")
     if not runs:
-        sec.notes.append("No dataset found: set LIGHTQUANT_DATA to the folder holding acl18/ and CSMD50/.")
+        sec.notes.append("No dataset found: set LIGHTQUANT_DATA to the folder holding the datasets' folders.")
     failed = [r for r in runs if r["failed"]]
     for r in failed:
         sec.notes.append(f"{r['dataset']} {r['model']} seed {r['seed']} FAILED; log in {r['run_dir']}/stdout.log")
@@ -347,7 +352,7 @@ def section(s: Settings) -> Section:
 
         def confirm(model: str, name: str) -> list[dict]:  # the chosen config over the confirmation seeds
             per_model = None if name == "defaults" else variant_overrides(name)
-            rs = run_all(["acl18"], [model], confirm_seeds, epochs, s.out_dir, s.threads,
+            rs = run_all([PUBLISHED_ON], [model], confirm_seeds, epochs, s.out_dir, s.threads,
                          tag if name == "defaults" else f"{tag}-{name}", verbose=s.mode != "smoke", jobs=s.jobs,
                          per_model=per_model)
             return [r for r in rs if not r["failed"]]
@@ -366,7 +371,7 @@ def section(s: Settings) -> Section:
 
 def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--datasets", default="acl18,csmd50")
+    p.add_argument("--datasets", default=",".join(PLAN["quality"]["datasets"]))
     p.add_argument("--models", default=",".join(ALL_MODELS))
     p.add_argument("--seeds", default="1,2,3")
     p.add_argument("--epochs", type=int, default=None, help="trainer.epochs (default: the config's)")
@@ -385,7 +390,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     for v in [v for v in a.variants.split(",") if v]:
         runs = run_variant(v, seeds, a.epochs, a.out, a.threads, tag, a.extra, jobs=a.jobs)
-        print(render_table(summarize(runs, "acl18")))
+        print(render_table(summarize(runs, PUBLISHED_ON)))
     if a.variants:
         return
     runs = run_all(a.datasets.split(","), a.models.split(","), seeds, a.epochs, a.out, a.threads, tag, a.extra,

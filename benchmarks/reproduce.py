@@ -28,7 +28,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from benchmarks.common import CONF, RESULTS, Section, Settings, Table, fmt, mean_std
+from benchmarks.common import CONF, PLAN, RESULTS, Section, Settings, Table, fmt, mean_std
 from benchmarks.quality import data_root, run_one
 
 RECIPES = CONF / "experiment" / "paper"
@@ -140,7 +140,7 @@ def baselines(dataset: str, cache_dir: Path) -> dict[str, dict]:
 
     root = data_root()
     _, data, _ = build([f"dataset={dataset}", f"paths.data_dir={root}", "dataset.features=[adj_close]",
-                        "model=lstm"], cache_dir)
+                        f"model={PLAN['price_model']}"], cache_dir)
 
     def xy(split: str):
         s = data.splits[split]

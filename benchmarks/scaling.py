@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import time
 
-from benchmarks.common import Section, Settings, Table, build, child_env, fit_exponent, fmt, run_child
+from benchmarks.common import PLAN, Section, Settings, Table, build, child_env, fit_exponent, fmt, run_child
 
 DESCRIPTION = (
     "One training epoch through the engine (`Trainer.train_epoch`, batch 64, default model configs) on "
-    "the synthetic market. Universe: LSTM on prices, 50 stocks upward. Window: HAN with news (K = 20 "
-    "texts kept per stock-day, 1.5 a day on average). Texts: HAN with K texts kept per stock-day and K "
+    "the synthetic market. Universe: {price} on prices, 50 stocks upward. Window: {text} with news (K = 20 "
+    "texts kept per stock-day, 1.5 a day on average). Texts: {text} with K texts kept per stock-day and K "
     "a day on average. Each point runs in a fresh process whose data cache was filled beforehand by "
     "another process (so the point measures loading from the cache, features, one epoch). Peak RSS is "
     "the whole process's (imports ~{base} MB included); \"Δ RSS\" subtracts the RSS after the imports; "
@@ -53,26 +53,27 @@ def axes(s: Settings) -> list[tuple[str, str, list, callable]]:
     """(axis name, what x is, points, overrides for a point)."""
     from benchmarks.quality import SMOKE_DATA
 
+    price, text = f"model={PLAN['price_model']}", f"model={PLAN['text_model']}"
     if s.mode == "smoke":
         base = SMOKE_DATA
         return [
-            ("universe", "stocks", [8], lambda x: ["model=lstm", *base]),
-            ("window", "window T", [5], lambda x: ["model=han", "use_news=true", *base, f"dataset.look_back_window={x}"]),
-            ("texts", "texts per stock-day K", [2], lambda x: ["model=han", "use_news=true", *base,
+            ("universe", "stocks", [8], lambda x: [price, *base]),
+            ("window", "window T", [5], lambda x: [text, "use_news=true", *base, f"dataset.look_back_window={x}"]),
+            ("texts", "texts per stock-day K", [2], lambda x: [text, "use_news=true", *base,
                                                                  f"dataset.max_num_tweets_len={x}",
                                                                  f"dataset.source.news_per_day={x}"]),
         ]
     text_stocks = s.pick(None, 20, 50)
     return [
         ("universe", "stocks", s.pick(None, [50, 300], [50, 300, 1000, 3000]),
-         lambda x: ["model=lstm", f"dataset.source.n_stocks={x}"]),
-        # HAN with news, so that a materialised layout would grow with the window (x K x E)
-        ("window", "window T", [5, 10, 20], lambda x: ["model=han", "use_news=true", f"dataset.source.n_stocks={text_stocks}",
+         lambda x: [price, f"dataset.source.n_stocks={x}"]),
+        # a model with news, so that a materialised layout would grow with the window (x K x E)
+        ("window", "window T", [5, 10, 20], lambda x: [text, "use_news=true", f"dataset.source.n_stocks={text_stocks}",
                                                        f"dataset.look_back_window={x}"]),
         # K texts kept per stock-day, with K texts a day on average: the text table and every
         # batch's (B, T, K, E) news tensor both grow with K
         ("texts", "texts per stock-day K", s.pick(None, [5, 10, 20], [5, 10, 20, 40]),
-         lambda x: ["model=han", "use_news=true", f"dataset.source.n_stocks={text_stocks}",
+         lambda x: [text, "use_news=true", f"dataset.source.n_stocks={text_stocks}",
                     f"dataset.max_num_tweets_len={x}", f"dataset.source.news_per_day={x}"]),
     ]
 
@@ -116,7 +117,7 @@ def section(s: Settings) -> Section:
                 f"(MarketData {fmt(a['data_mb'], 1)} -> {fmt(b['data_mb'], 1)} MB), where a materialised layout "
                 f"would go {fmt(a['materialised_mb'], 0)} -> {fmt(b['materialised_mb'], 0)} MB.")
         results.append({"axis": name, "points": pts, "growth": growth})
-    sec.description = DESCRIPTION.format(base=fmt(base_mb, 0))
+    sec.description = DESCRIPTION.format(base=fmt(base_mb, 0), price=PLAN["price_model"], text=PLAN["text_model"])
     sec.notes.append(
         "What grows and why: MarketData grows with stock-days (universe) and with the number of texts (its "
         "embedding table, texts x dim), never with the window; the rest of Δ RSS is the parsed panel (with "

@@ -19,7 +19,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from benchmarks.common import ROOT, Section, Settings, Table, build, child_env, fmt
+from benchmarks.common import PLAN, ROOT, Section, Settings, Table, build, child_env, fmt
 
 DESCRIPTION = (
     "Wall time of each trial of an Optuna sweep (`python train.py hparams_search=optuna`, trials one after "
@@ -70,9 +70,10 @@ def section(s: Settings) -> Section:
     trials, epochs = s.pick(2, 4, 10), s.pick(1, 2, 3)
     data = SMOKE_DATA if s.mode == "smoke" else ["dataset.source.n_stocks=20", "model.hidden_size=64"]
     cache = s.out_dir / "cache"
-    build(["model=lstm", *data], cache)  # fill the panel cache the trials will read
+    model = f"model={PLAN['price_model']}"
+    build([model, *data], cache)  # fill the panel cache the trials will read
     sweep_dir = s.out_dir / "sweep" / time.strftime("%Y%m%d-%H%M%S")
-    fixed = ["model=lstm", *data, "dataset.batch_size=256", f"trainer.epochs={epochs}"]
+    fixed = [model, *data, "dataset.batch_size=256", f"trainer.epochs={epochs}"]
     cmd = [sys.executable, "train.py", "hparams_search=optuna", f"hydra.sweeper.n_trials={trials}", *fixed,
            f"hydra.sweep.dir={sweep_dir}", f"paths.cache_dir={cache}", f"paths.result_dir={s.out_dir / 'sweep_result'}",
            "export=false", "tracker=disabled"]

@@ -122,16 +122,16 @@ def validate_config(cfg: DictConfig) -> None:
             f"model={cfg.model_name} reads news (model.news_size={news_size}): run with use_news=true"
             + (" (or model.use_text=false model.news_size=0 for its price-only variant)" if get("model.use_text") is not None else "")
         )
-    if cfg.use_news and get("dataset.news_dirs") is not None and len(get("dataset.news_dirs")) == 0:
-        raise ConfigError(f"use_news=true but dataset {cfg.dataset.name} has no news folders: set dataset.news_dirs=[...]")
-    if cfg.use_news and "tweet_dir" in cfg.dataset.source and get("dataset.source.tweet_dir") is None:
-        raise ConfigError(f"use_news=true but dataset {cfg.dataset.name} has no tweets: set dataset.source.tweet_dir")
     _market(cfg)
-    if cfg.use_news and cfg.get("encoder") is not None:  # constructors check their values; nothing is loaded
+    # The source and encoder constructors check their values and read nothing; a source without
+    # texts says so (``no_texts``: why, and the fix).
+    for key in ("dataset.source", "encoder") if cfg.use_news else ():
         try:
-            instantiate(cfg.encoder)
+            built = instantiate(get(key))
         except InstantiationException as e:
-            raise ConfigError(f"encoder: {e.__cause__ or e}") from e
+            raise ConfigError(f"{key}: {e.__cause__ or e}") from e
+        if getattr(built, "no_texts", None):
+            raise ConfigError(f"use_news=true but dataset {cfg.dataset.name} {built.no_texts}")
     # Build the model once: its constructor checks every argument against the others.
     # Sizes the data fills in (null in conf/model/) get placeholders; vocab_size 2 builds the word-level
     # encoder too, so its settings are checked whichever encoder this run uses.

@@ -37,6 +37,7 @@ class ACL18Source:
         self.name, self.tweet_rule = name, tweet_rule
         self.price_dir = Path(price_dir)
         self.tweet_dir = Path(tweet_dir) if tweet_dir else None
+        self.no_texts = None if tweet_dir else "has no tweets: set dataset.source.tweet_dir"  # as CSMDSource's
 
     def _files(self) -> tuple[list[Path], list[Path]]:
         (price_dir,) = existing_dirs([self.price_dir], "Price")

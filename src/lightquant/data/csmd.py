@@ -43,6 +43,8 @@ class CSMDSource:
         self.name = name
         self.price_dirs = [Path(p) for p in price_dirs]
         self.news_dirs = [Path(p) for p in (news_dirs or [])]
+        # why use_news=true cannot work here, and the fix (the config check asks every source)
+        self.no_texts = None if self.news_dirs else "has no news folders: set dataset.news_dirs=[...]"
 
     def _price_files(self) -> list[Path]:
         files = [f for d in existing_dirs(self.price_dirs, "Price") for f in sorted(d.glob("*.csv"))]

@@ -27,7 +27,6 @@ CONF = ROOT / "conf"
 #: default home of everything the benchmarks write (git-ignored by benchmarks/results/.gitignore)
 RESULTS = ROOT / "benchmarks" / "results"
 MODES = ("smoke", "quick", "full")
-PRICE = ["open", "high", "low", "close", "volume"]
 
 if str(SRC) not in sys.path:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(SRC))

@@ -110,9 +110,6 @@ FEATURES: dict[str, Callable[[Rows], np.ndarray]] = {
     **{f"c_{f}": _to_close(f) for f in ("open", "high", "low")},
     **{f"ma{k}": _moving_average(k) for k in (5, 10, 15, 20, 25, 30)},
 }
-#: The 11 features of Adv-ALSTM (Feng et al., IJCAI 2019, table 1), also DTML's on ACL18
-#: (conf/experiment/acl18_paper.yaml lists the same).
-ADV_ALSTM_FEATURES = ["c_open", "c_high", "c_low", "close", "adj_close", "ma5", "ma10", "ma15", "ma20", "ma25", "ma30"]
 
 
 def compute_features(rows: Rows, names: Sequence[str]) -> np.ndarray:

@@ -232,9 +232,13 @@ def test_a_split_that_ends_up_empty(cfg_factory, folder):
         (["dataset.features=[close,sentiment]"], "unknown feature"),
         (["dataset.label.down_threshold=0.01"], "down_threshold"),
         (["dataset=csv", "use_news=true", "dataset.root=/tmp"], "has no news folders"),
+        (["dataset=acl18", "use_news=true", "dataset.root=/tmp", "dataset.source.tweet_dir=null"],
+         "has no tweets: set dataset.source.tweet_dir"),
+        (["use_news=true", "dataset.source.n_stocks=0"], "dataset.source: n_stocks"),
     ],
     ids=["window", "batch", "hidden", "lr0", "lr-neg", "dropout", "epochs", "threads", "scinet-seq", "scinet-kernel",
-         "dtml-heads", "news-model", "stocknet-news", "cuda", "feature", "thresholds", "news-without-news"],
+         "dtml-heads", "news-model", "stocknet-news", "cuda", "feature", "thresholds", "news-without-news",
+         "tweets-without-tweets", "source-argument"],
 )
 def test_bad_config_fails_fast_and_writes_nothing(cfg_factory, tmp_path, overrides, match):
     if any("cuda" in o for o in overrides):

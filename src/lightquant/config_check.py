@@ -124,10 +124,11 @@ def validate_config(cfg: DictConfig) -> None:
         )
     _market(cfg)
     # The source and encoder constructors check their values and read nothing; a source without
-    # texts says so (``no_texts``: why, and the fix).
+    # texts says so (``no_texts``: why, and the fix). Built from a resolved copy: instantiating the node
+    # itself resolves the interpolated lists it points at (dataset.price_dirs) in the run's config.
     for key in ("dataset.source", "encoder") if cfg.use_news else ():
         try:
-            built = instantiate(get(key))
+            built = get(key) and instantiate(OmegaConf.to_container(get(key), resolve=True))
         except InstantiationException as e:
             raise ConfigError(f"{key}: {e.__cause__ or e}") from e
         if getattr(built, "no_texts", None):

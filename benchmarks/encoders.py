@@ -178,7 +178,8 @@ def section(s: Settings) -> Section:
         t.caption = f"{d} — {label}"
         sec.tables.append(t)
         sec.notes.append(recommendation(runs, d))
-    sec.notes.append(f"Runs: `python -m benchmarks.encoders --seeds {','.join(map(str, seeds))} --jobs 2` "
+    sec.notes.append(f"Runs: `python -m benchmarks.encoders --seeds {','.join(map(str, seeds))}"
+                     + (f" --epochs {epochs}" if epochs is not None else "") + " --jobs 2` "
                      "(`benchmarks/results/encoders/`, reused when rerun).")
     sec.data = {"runs": runs, "costs": costs}
     sec.seconds = time.perf_counter() - t0

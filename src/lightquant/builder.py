@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 from hydra.utils import get_class, instantiate
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from lightquant.data.encoders import encode_cached
 from lightquant.data.market import MarketData, load_market_data
@@ -44,7 +44,8 @@ def build_data(cfg: DictConfig, *, norm_stats: tuple | None = None, text_encoder
     stocks as the :data:`~lightquant.data.market.SCORE_SPLIT` split (``"latest"``: the data's last day)."""
     d = dataset_settings(cfg)  # typed and checked: an exported model's dataset spec too (evaluate, predict)
     data = load_market_data(
-        instantiate(cfg.dataset.source),
+        # from a resolved copy: instantiating the node resolves, in the run's config, the lists it points at
+        instantiate(OmegaConf.to_container(cfg.dataset.source, resolve=True)),
         cache_dir=cfg.paths.cache_dir,
         until=None if score_day in (None, "latest") else score_day,
         norm_stats=norm_stats,

@@ -79,7 +79,7 @@ def _train(cfg: DictConfig, callbacks: Sequence[object], out_dir: Path, is_main:
     device = resolve_device(t.device, t.gpu_id)
     log.info("Environment: %s", describe_environment(device))
 
-    # kept for the export before instantiate() resolves the dataset node in place
+    # the export's dataset spec, interpolations kept: evaluate.py may move it with another dataset.root
     dataset_spec = OmegaConf.to_container(cfg.dataset, resolve=False)
     data = build_data(cfg)
     log.info("Data %s: %s", cfg.dataset.name, data.summary())

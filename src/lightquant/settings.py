@@ -1,13 +1,10 @@
 """The trainer and dataset groups as typed dataclasses: types and ranges checked once, when a run's
 config is read, with messages that name the key.
 
-:func:`trainer_config` and :func:`dataset_settings` merge a composed ``cfg.trainer`` / ``cfg.dataset``
-into :class:`TrainerConfig` / :class:`DatasetSettings` (OmegaConf's structured configs): a wrong type
-or an unknown key fails there, a value out of range in the dataclasses' ``__post_init__``, before
-any data is read. The Trainer takes its result as its one
-settings object (:class:`TrainerSettings`, the part it acts on; a notebook builds one directly,
-``TrainerSettings(epochs=20)``, with the same checks); the builder reads the dataset's. No torch here: the entry points check a
-config before torch loads.
+:func:`trainer_config` and :func:`dataset_settings` merge ``cfg.trainer`` / ``cfg.dataset`` into
+OmegaConf structured configs: a wrong type or unknown key fails in the merge, a value out of range
+in ``__post_init__``, before any data is read. The Trainer takes :class:`TrainerSettings` (a notebook
+builds one directly, with the same checks). No torch here: the entry points check before torch loads.
 """
 
 from __future__ import annotations
@@ -64,10 +61,7 @@ class EarlyStoppingSettings:
 
     def __post_init__(self) -> None:
         check_choice("trainer.early_stopping.mode", self.mode, EARLY_STOPPING_MODES)
-        if self.patience is not None and (isinstance(self.patience, bool) or not isinstance(self.patience, int)
-                                          or self.patience < 1):
-            raise ConfigError(f"trainer.early_stopping.patience={self.patience} must be an integer >= 1, "
-                              "or null to never stop early")
+        check_integer("trainer.early_stopping.patience", self.patience, 1, none_ok=True)
 
 
 @dataclass
